@@ -1,0 +1,8 @@
+"""bas-wsol: Background Activation Suppression for weakly supervised object localization."""
+
+__version__ = "0.1.0"
+
+from bas.models import BASModel, BASOutput, build_model, list_models  # noqa: E402
+from bas.predict import Localizer, Prediction  # noqa: E402
+
+__all__ = ["BASModel", "BASOutput", "Localizer", "Prediction", "__version__", "build_model", "list_models"]

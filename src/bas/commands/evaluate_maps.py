@@ -1,0 +1,100 @@
+"""``bas evaluate-maps``: score saved maps with the standard WSOL protocol (Choe et al., CVPR 2020).
+
+Maps are ``<maps>/<image_id>.npy`` (224x224 floats in [0, 1] over the whole resized image).
+CUB and ILSVRC give MaxBoxAcc at each IoU threshold and their mean, MaxBoxAccV2 (the paper's
+MaxBoxAccV2 uses --multi-contour); OpenImages gives PxAP and PIoU. --metadata is either the split
+folder itself (metadata/CUB/test) or a folder holding <split>/ or <dataset>/<split>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from bas.errors import ConfigError, DataError
+from bas.evaluate_maps import DATASETS, evaluate_score_maps, write_curve_csv
+from bas.io import write_json
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate-maps",
+        help="evaluate saved score maps (MaxBoxAcc, MaxBoxAccV2, PxAP, PIoU)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--maps", required=True, help="folder of <image_id>.npy score maps")
+    parser.add_argument("--metadata", required=True, help="metadata split folder, or the metadata root")
+    parser.add_argument("--dataset", required=True, choices=DATASETS, help="dataset of the metadata")
+    parser.add_argument("--split", help="split name (needed when --metadata is not the split folder)")
+    parser.add_argument("--mask-root", help="OpenImages: folder holding OpenImages/<mask paths>")
+    parser.add_argument("--image-root", help="CUB/ILSVRC: read image sizes missing from image_sizes.txt here")
+    parser.add_argument("--interval", type=float, default=0.001, help="score-threshold step (default 0.001)")
+    parser.add_argument("--multi-contour", action="store_true", help="boxes of all contours, best IoU counts")
+    parser.add_argument("--iou", type=int, nargs="+", default=[30, 50, 70], help="IoU thresholds in percent")
+    parser.add_argument("--output", help="write the results to this JSON file")
+    parser.add_argument("--curve", help="write the accuracy (or precision-recall) curve to this CSV file")
+    parser.add_argument("--workers", type=int, help="processes for the box evaluation (default: all cores)")
+    parser.set_defaults(func=run_evaluate_maps)
+
+
+def resolve_metadata_dir(metadata: str | Path, dataset: str, split: str | None) -> Path:
+    """The split folder: ``metadata`` itself, ``metadata/<split>`` or ``metadata/<dataset>/<split>``."""
+    root = Path(metadata)
+    if (root / "image_ids.txt").is_file():
+        return root
+    if not root.is_dir():
+        raise DataError("metadata folder not found", root)
+    if split is None:
+        raise ConfigError(f"{root} holds no image_ids.txt; give --split to look for <split>/ in it")
+    candidates = [root / split, root / dataset / split]
+    for candidate in candidates:
+        if (candidate / "image_ids.txt").is_file():
+            return candidate
+    raise DataError(f"no image_ids.txt here, nor in {' or '.join(str(c) for c in candidates)}", root)
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """Human-readable lines of an :func:`bas.evaluate_maps.evaluate_score_maps` result."""
+    head = f"{result['dataset']} {result.get('split', '')}".rstrip()
+    lines = [f"{head}: {result['num_images']} images, threshold interval {result['interval']:g}"]
+    if "MaxBoxAcc" in result:
+        lines[0] += ", multi-contour" if result["multi_contour"] else ", largest contour"
+        for iou, acc in result["MaxBoxAcc"].items():
+            lines.append(
+                f"MaxBoxAcc@IoU{iou}: {acc:.2f}  (score threshold {result['best_threshold'][iou]:.3f})"
+            )
+        lines.append(f"MaxBoxAccV2: {result['MaxBoxAccV2']:.2f}")
+    else:
+        lines.append(f"PxAP: {result['PxAP']:.2f}")
+        lines.append(f"PIoU: {result['PIoU']:.2f}  (score threshold {result['PIoU_threshold']:.3f})")
+    return "\n".join(lines)
+
+
+def run_evaluate_maps(args: argparse.Namespace) -> int:
+    if not 0 < args.interval <= 1:
+        raise ConfigError(f"--interval must be in (0, 1], got {args.interval}")
+    if any(not 0 < d <= 100 for d in args.iou):
+        raise ConfigError(f"--iou thresholds must be in (0, 100], got {args.iou}")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    metadata_dir = resolve_metadata_dir(args.metadata, args.dataset, args.split)
+    result = evaluate_score_maps(
+        args.maps,
+        metadata_dir,
+        args.dataset,
+        mask_root=args.mask_root,
+        interval=args.interval,
+        multi_contour=args.multi_contour,
+        iou_thresholds=tuple(args.iou),
+        image_root=args.image_root,
+        num_workers=args.workers,
+    )
+    result["split"] = args.split or metadata_dir.name
+    print(format_result(result))
+    if args.output:
+        write_json(args.output, {k: v for k, v in result.items() if k != "curve"})
+    if args.curve:
+        write_curve_csv(args.curve, result)
+    return 0

@@ -1,0 +1,142 @@
+"""``bas predict``: classes, boxes and heatmap overlays for image files, folders or globs."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+from bas.commands._common import add_device_args, resolve_device
+from bas.errors import BASError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("predict", help="localise objects in images with a checkpoint",
+                       description="Writes predictions.jsonl (one JSON line per image: path, label, class_name, "
+                                   "score, top5, box in original-image pixels) and one heatmap/box overlay PNG "
+                                   "per image under overlays/. Unreadable files are reported and skipped; the "
+                                   "command then exits with status 1 and lists them.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, folders (searched recursively for image files) or glob patterns")
+    p.add_argument("--checkpoint", required=True, help="our .safetensors file or any released BAS checkpoint")
+    p.add_argument("--output", default="bas_predictions", help="output folder (default: bas_predictions)")
+    p.add_argument("--top-k", type=int, help="classes whose maps are fused (default: the checkpoint's)")
+    p.add_argument("--threshold", type=float, help="map threshold (default: the checkpoint's)")
+    p.add_argument("--no-crop", action="store_true",
+                   help="resize the whole image to the input size instead of Resize + CenterCrop")
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default: 16)")
+    add_device_args(p)
+    p.set_defaults(func=run)
+
+
+def collect_inputs(inputs: Iterable[str]) -> tuple[list[tuple[Path, str]], list[str]]:
+    """Expand the command's inputs into ``(file, overlay name)`` pairs, in order, without duplicates.
+
+    A folder contributes its image files (recursively, sorted), named by their path relative to the
+    folder; a file or a glob match is named by its file name. The second list says, for each input
+    that matches nothing, ``"<input>: <reason>"``.
+    """
+    from bas.data.datasets import IMAGE_EXTENSIONS
+
+    files: list[tuple[Path, str]] = []
+    missing: list[str] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, name: str) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            files.append((path, name))
+
+    def add_folder(folder: Path) -> None:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
+            add(path, path.relative_to(folder).as_posix())
+
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            add_folder(path)
+        elif path.is_file():
+            add(path, path.name)
+        elif glob.has_magic(text):
+            matches = sorted(glob.glob(text, recursive=True))
+            for match in map(Path, matches):
+                if match.is_dir():
+                    add_folder(match)
+                elif match.is_file():
+                    add(match, match.name)
+            if not matches:
+                missing.append(f"{text}: no file matches this pattern")
+        else:
+            missing.append(f"{text}: no such file or folder")
+    return files, missing
+
+
+def overlay_names(names: list[str]) -> list[str]:
+    """Overlay file names: the name with its extension replaced by ``.png``; ``-1``, ``-2``... are added to
+    names already taken (``a.jpg`` and ``a.png`` give ``a.png`` and ``a-1.png``)."""
+    taken: set[str] = set()
+    out = []
+    for name in names:
+        name = PurePosixPath(name).with_suffix("").as_posix()
+        candidate, n = f"{name}.png", 0
+        while candidate in taken:
+            n += 1
+            candidate = f"{name}-{n}.png"
+        taken.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from bas.data.datasets import open_rgb
+    from bas.io import atomic_open
+    from bas.predict import Localizer
+    from bas.visualize import save_overlay
+
+    if args.batch_size < 1:
+        raise BASError(f"--batch-size must be >= 1, got {args.batch_size}")
+    files, skipped = collect_inputs(args.inputs)
+    for message in skipped:
+        print(f"skipped {message}", file=sys.stderr)
+    if not files:
+        raise BASError("no image found in the inputs")
+    localizer = Localizer.from_checkpoint(args.checkpoint, device=resolve_device(args.device))
+    out_dir = Path(args.output)
+    overlays = overlay_names([name for _, name in files])
+    written = 0
+    bar = tqdm(total=len(files), desc="predict", unit="img", disable=args.no_progress, dynamic_ncols=True)
+    with atomic_open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as jsonl:
+        for start in range(0, len(files), args.batch_size):
+            chunk = list(zip(files[start:start + args.batch_size], overlays[start:start + args.batch_size]))
+            loaded = []
+            for (path, _), overlay_name in chunk:
+                try:
+                    loaded.append((path, overlay_name, open_rgb(path)))
+                except BASError as exc:
+                    skipped.append(str(exc))
+                    tqdm.write(f"skipped {exc}", file=sys.stderr)
+            predictions = localizer.predict([image for _, _, image in loaded], top_k=args.top_k,
+                                            threshold=args.threshold, crop=not args.no_crop,
+                                            batch_size=args.batch_size) if loaded else []
+            for (path, overlay_name, image), pred in zip(loaded, predictions):
+                overlay_path = out_dir / "overlays" / overlay_name
+                save_overlay(overlay_path, image, pred.map, pred_boxes=[pred.box],
+                             title=f"{pred.class_name} ({pred.score:.2f})"[:40], pred_label=pred.class_name)
+                record = {"path": str(path), **pred.to_json(), "overlay": str(overlay_path.relative_to(out_dir))}
+                jsonl.write(json.dumps(record) + "\n")
+                written += 1
+            bar.update(len(chunk))
+    bar.close()
+    print(f"wrote {written} prediction(s) to {out_dir / 'predictions.jsonl'} and overlays to {out_dir / 'overlays'}")
+    if skipped:
+        print(f"skipped {len(skipped)} input(s):", file=sys.stderr)
+        for message in skipped:
+            print(f"  {message}", file=sys.stderr)
+        return 1
+    return 0

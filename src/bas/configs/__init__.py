@@ -1,0 +1,1 @@
+"""YAML recipes shipped with bas-wsol (data, not code)."""

@@ -1,0 +1,55 @@
+"""Datasets, transforms and batching for weakly supervised object localization.
+
+See :mod:`bas.data.datasets` for the sample contract (image, label, boxes, mask, ignore, image_id,
+orig_size) and :mod:`bas.data.transforms` for the coordinate conventions.
+"""
+
+from bas.data.datasets import (
+    DATASET_KINDS,
+    BASListDataset,
+    CUBDataset,
+    ILSVRCTrainDataset,
+    ILSVRCValDataset,
+    ImageFolderDataset,
+    Record,
+    WSOLDataset,
+    WSOLMetadataDataset,
+    available_splits,
+    build_dataset,
+    check_dataset,
+    collate,
+)
+from bas.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    build_transform,
+    denormalize,
+    normalize_transform,
+    ten_crop_transform,
+    test_transform,
+    train_transform,
+)
+
+__all__ = [
+    "DATASET_KINDS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "BASListDataset",
+    "CUBDataset",
+    "ILSVRCTrainDataset",
+    "ILSVRCValDataset",
+    "ImageFolderDataset",
+    "Record",
+    "WSOLDataset",
+    "WSOLMetadataDataset",
+    "available_splits",
+    "build_dataset",
+    "build_transform",
+    "check_dataset",
+    "collate",
+    "denormalize",
+    "normalize_transform",
+    "ten_crop_transform",
+    "test_transform",
+    "train_transform",
+]

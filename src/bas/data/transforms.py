@@ -1,0 +1,189 @@
+"""Image transforms that move the image, its boxes and its masks together.
+
+Every transform here is a :mod:`torchvision.transforms.v2` pipeline applied to a *sample dict*
+``{"image": tv_tensors.Image, "boxes": tv_tensors.BoundingBoxes, "mask": tv_tensors.Mask | None,
+"ignore": tv_tensors.Mask | None}`` (the datasets build that dict; see
+:func:`bas.data.datasets.make_tv_sample`). v2 applies the same geometric operation to every
+tv_tensor in the dict, so boxes and masks always stay aligned with the image.
+
+Coordinate conventions
+----------------------
+Boxes are ``XYXY`` in continuous pixel coordinates of the image they belong to: ``x`` runs from 0
+(left edge) to ``W`` (right edge). Hence:
+
+* ``Resize((R, R))`` of a ``W x H`` image maps ``x -> x * R / W`` and ``y -> y * R / H``;
+* ``CenterCrop(C)`` after it subtracts ``(R - C) / 2`` (16 for 256 -> 224), which is exactly the
+  BAS formula ``x' = x * 256 / W - 16`` (BAS.md section 5);
+* a horizontal flip maps ``x -> W - x`` (so ``[x0, x1]`` becomes ``[W - x1, W - x0]``).
+
+After the geometric steps every pipeline clamps the boxes to the image (``[0, W] x [0, H]``).
+A box that ends up entirely outside the crop is **kept**, clamped to a zero-width or zero-height
+box on the border, so that the number and order of boxes always match the annotation file. Such a
+box can never reach IoU 0.5 with a predicted box, which is the right outcome for an object the crop
+cut away; code that wants only visible boxes can filter ``(x1 > x0) & (y1 > y0)``.
+
+The standard protocol (BAS.md section 6) resizes ground-truth boxes with ``int(x * 224 / W)``;
+:func:`test_transform` with ``mode="resize"`` returns the un-truncated ``x * 224 / W`` and leaves
+the truncation to the evaluator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+TEST_MODES = ("crop", "resize")
+
+
+def default_resize_size(input_size: int) -> int:
+    """The resize side used before cropping ``input_size``: 256 for 224, scaled alike otherwise."""
+    return int(round(input_size * 256 / 224))
+
+
+def _resize_size(input_size: int, resize_size: int | None) -> int:
+    size = default_resize_size(input_size) if resize_size is None else int(resize_size)
+    if size < input_size:
+        raise ValueError(f"resize_size ({size}) must be >= input_size ({input_size})")
+    return size
+
+
+def _finish(mean: Sequence[float], std: Sequence[float]) -> list[Any]:
+    """The steps every pipeline ends with: clamp boxes, uint8 -> float in [0, 1], normalise."""
+    return [
+        v2.ClampBoundingBoxes(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(mean), std=list(std)),
+    ]
+
+
+def normalize_transform(
+    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> v2.Compose:
+    """No geometric change: the image keeps its own size and boxes stay in original pixels."""
+    return v2.Compose(_finish(mean, std))
+
+
+def train_transform(
+    input_size: int = 224,
+    resize_size: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> v2.Compose:
+    """BAS training augmentation.
+
+    ``Resize((R, R))`` (aspect ratio not kept) -> ``RandomCrop(input_size)`` ->
+    ``RandomHorizontalFlip`` -> float -> normalise. ``R`` defaults to
+    ``round(input_size * 256 / 224)`` (256 for 224).
+    """
+    size = _resize_size(input_size, resize_size)
+    return v2.Compose(
+        [
+            v2.Resize((size, size), antialias=True),
+            v2.RandomCrop(input_size),
+            v2.RandomHorizontalFlip(),
+            *_finish(mean, std),
+        ]
+    )
+
+
+def test_transform(
+    input_size: int = 224,
+    resize_size: int | None = None,
+    mode: str = "crop",
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> v2.Compose:
+    """Deterministic evaluation transform.
+
+    * ``mode="crop"`` (BAS papers): ``Resize((R, R))`` -> ``CenterCrop(input_size)``; boxes become
+      ``x * R / W - (R - input_size) / 2``, clamped to ``[0, input_size]``.
+    * ``mode="resize"`` (standard protocol, Choe et al.): ``Resize((input_size, input_size))``, no
+      crop; boxes become ``x * input_size / W``. ``resize_size`` is ignored.
+    """
+    if mode == "crop":
+        size = _resize_size(input_size, resize_size)
+        geometry: list[Any] = [v2.Resize((size, size), antialias=True), v2.CenterCrop(input_size)]
+    elif mode == "resize":
+        geometry = [v2.Resize((input_size, input_size), antialias=True)]
+    else:
+        raise ValueError(f"unknown test mode {mode!r}; expected one of {', '.join(TEST_MODES)}")
+    return v2.Compose([*geometry, *_finish(mean, std)])
+
+
+class TenCropStack:
+    """Ten crops of the image stacked on a new first axis: ``(3, H, W) -> (10, 3, S, S)``.
+
+    The order is torchvision's: top-left, top-right, bottom-left, bottom-right, centre, then the
+    same five of the horizontally flipped image. Boxes and masks in a sample dict follow the
+    *centre* crop (index 4), so they match ``test_transform(mode="crop")``.
+    """
+
+    def __init__(self, size: int):
+        self.size = int(size)
+        self._center = v2.CenterCrop(self.size)
+
+    def _stack(self, image: torch.Tensor) -> tv_tensors.Image:
+        crops = v2.functional.ten_crop(image, [self.size, self.size])
+        return tv_tensors.Image(torch.stack([c.as_subclass(torch.Tensor) for c in crops]))
+
+    def __call__(self, sample: Any) -> Any:
+        if isinstance(sample, dict):
+            out = self._center(sample)
+            out["image"] = self._stack(sample["image"])
+            return out
+        return self._stack(sample)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size})"
+
+
+def ten_crop_transform(
+    input_size: int = 224,
+    resize_size: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> v2.Compose:
+    """Ten-crop classification transform: ``Resize((R, R))`` -> ten crops -> float -> normalise.
+
+    The sample's ``image`` is ``(10, 3, input_size, input_size)``; boxes and masks follow the centre
+    crop (see :class:`TenCropStack`).
+    """
+    size = _resize_size(input_size, resize_size)
+    return v2.Compose(
+        [v2.Resize((size, size), antialias=True), TenCropStack(input_size), *_finish(mean, std)]
+    )
+
+
+def build_transform(
+    kind: str, input_size: int = 224, resize_size: int | None = None, **kwargs: Any
+) -> v2.Compose:
+    """Transform by name: ``train``, ``crop``, ``resize``, ``tencrop`` or ``none`` (normalise only)."""
+    if kind == "train":
+        return train_transform(input_size, resize_size, **kwargs)
+    if kind in TEST_MODES:
+        return test_transform(input_size, resize_size, mode=kind, **kwargs)
+    if kind == "tencrop":
+        return ten_crop_transform(input_size, resize_size, **kwargs)
+    if kind == "none":
+        return normalize_transform(**kwargs)
+    raise ValueError(f"unknown transform {kind!r}; expected train, crop, resize, tencrop or none")
+
+
+def denormalize(
+    tensor: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
+    """Undo :func:`v2.Normalize` for display: ``(..., 3, H, W)`` -> float in ``[0, 1]``."""
+    t = torch.as_tensor(tensor).detach().float()
+    m = torch.tensor(mean, dtype=t.dtype, device=t.device).view(-1, 1, 1)
+    s = torch.tensor(std, dtype=t.dtype, device=t.device).view(-1, 1, 1)
+    return (t * s + m).clamp_(0.0, 1.0)
+
+
+test_transform.__test__ = False  # not a pytest test when imported into a test module

@@ -1,0 +1,339 @@
+"""Method comparisons under one budget: the engine of ``bas benchmark``.
+
+A *benchmark* is a YAML file (shipped ones live in ``configs/benchmark/``)::
+
+    seeds: 3              # training seeds 0 .. seeds-1
+    figure_images: 8      # test images of the side-by-side figure
+    common: {...}         # a training config (keys of default.yaml) shared by every method
+    methods:              # display name -> the method's own keys, merged over `common`
+      CAM: {method: cam, ...}
+      BAS: {method: bas, ...}
+    quick: {seeds: 1, figure_images: 2, overrides: [key=value, ...]}   # the --quick smoke run
+
+For every method and seed the run goes through the ordinary code paths: :func:`bas.engine.train.train`
+(the checkpoint kept is the one best on the val split), then :func:`bas.engine.evaluate.evaluate_split`
+on the test split with the threshold chosen on val. The per-seed results are aggregated as
+mean ± sample standard deviation and written as ``results.json`` and ``results.md``; ``comparison.png``
+shows the maps and boxes of every method (first seed) on the same test images.
+
+A run whose folder already holds a final model trained with exactly the same config is reused,
+so an interrupted benchmark continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bas.config import default_config, dump_config, merge, parse_override, resolve_recipe
+from bas.errors import ConfigError
+
+#: (result key, column title) of the comparison table.
+TABLE_METRICS = (("top1_cls", "Top-1 Cls"), ("gt_known_loc", "GT-known Loc"), ("top1_loc", "Top-1 Loc"),
+                 ("MaxBoxAccV2", "MaxBoxAccV2"))
+_BENCHMARK_KEYS = frozenset({"seeds", "figure_images", "common", "methods", "quick"})
+_RUN_FILES = ("metrics.jsonl", "last.ckpt", "best.safetensors", "model.safetensors", "test_metrics.json")
+
+
+@dataclass
+class Benchmark:
+    """A parsed benchmark file (see the module docstring)."""
+
+    name: str
+    seeds: int
+    figure_images: int
+    common: dict[str, Any]
+    methods: dict[str, dict[str, Any]]
+    quick_overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    """One trained and evaluated (method, seed)."""
+
+    method: str
+    seed: int
+    run_dir: Path
+    checkpoint: Path
+    result: dict[str, Any]
+    train_seconds: float
+    eval_seconds: float
+    reused: bool
+
+
+# ---------------------------------------------------------------------------------- configuration
+
+
+def load_benchmark(name: str | Path, *, quick: bool = False) -> Benchmark:
+    """Read a benchmark: a YAML file, or the name of a shipped one (``synthetic``)."""
+    import yaml
+
+    path = Path(name)
+    if not path.is_file():
+        path = resolve_recipe(f"benchmark/{name}")
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    unknown = sorted(set(data) - _BENCHMARK_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown benchmark keys {unknown}; expected {sorted(_BENCHMARK_KEYS)}")
+    if not isinstance(data.get("methods"), dict) or not data["methods"]:
+        raise ConfigError(f"{path}: 'methods' must map at least one method name to its settings")
+    quick_cfg = data.get("quick") or {}
+    bench = Benchmark(name=path.stem, seeds=int(data.get("seeds", 1)),
+                      figure_images=int(data.get("figure_images", 8)), common=data.get("common") or {},
+                      methods=data["methods"])
+    if quick:
+        bench.seeds = int(quick_cfg.get("seeds", 1))
+        bench.figure_images = int(quick_cfg.get("figure_images", bench.figure_images))
+        bench.quick_overrides = list(quick_cfg.get("overrides") or [])
+    return bench
+
+
+def method_config(bench: Benchmark, method: str, *, seed: int, output: str | Path,
+                  overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The full training config of one (method, seed).
+
+    Merge order: default.yaml, ``common``, the quick overrides, the method's keys, ``overrides``
+    (the command line's, which therefore apply to every method). The run folder is
+    ``<output>/runs/<method>/seed<seed>``; a synthetic dataset without an explicit root is generated
+    under ``<output>/data/``, in a folder named after its parameters, and shared by every run.
+    """
+    cfg = merge(default_config(), bench.common)
+    for text in bench.quick_overrides:
+        cfg = merge(cfg, parse_override(text))
+    cfg = merge(cfg, bench.methods[method])
+    for text in overrides:
+        cfg = merge(cfg, parse_override(text))
+    output = Path(output)
+    data = cfg["data"]
+    if data["root"] is None:
+        if data["dataset"] != "synthetic":
+            raise ConfigError("data.root is not set (give --set data.root=DIR)")
+        digest = hashlib.sha1(json.dumps(data["synthetic"], sort_keys=True).encode()).hexdigest()[:8]
+        data["root"] = str(output / "data" / f"synthetic-{digest}")
+    cfg["train"]["seed"] = int(seed)
+    cfg["train"]["output_dir"] = str(output / "runs" / method / f"seed{seed}")
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------ runs
+
+
+def train_and_evaluate(method: str, cfg: dict[str, Any], *, device: str = "cpu", progress: bool = False,
+                       reuse: bool = True) -> RunResult:
+    """Train one config (or reuse its finished run) and evaluate it on the test split, threshold chosen on val."""
+    from bas.checkpoints import load_checkpoint
+    from bas.engine.evaluate import evaluate_split
+    from bas.engine.train import BEST, FINAL, train
+    from bas.io import write_json
+
+    run_dir = Path(cfg["train"]["output_dir"])
+    reused = reuse and _finished(cfg)
+    train_seconds = 0.0
+    if not reused:
+        for name in _RUN_FILES:  # leftovers of an older or interrupted run must not be mistaken for this one
+            (run_dir / name).unlink(missing_ok=True)
+        start = time.perf_counter()
+        train(cfg, progress=progress, device=device)
+        train_seconds = time.perf_counter() - start
+    checkpoint = run_dir / BEST if (run_dir / BEST).is_file() else run_dir / FINAL
+    start = time.perf_counter()
+    model = load_checkpoint(checkpoint, map_location=device)
+    report = evaluate_split(model, cfg, cfg["data"]["test_split"], select_on=cfg["data"]["val_split"],
+                            device=device, progress=progress)
+    eval_seconds = time.perf_counter() - start
+    write_json(run_dir / "test_metrics.json", report.result)
+    return RunResult(method, int(cfg["train"]["seed"]), run_dir, checkpoint, report.result, train_seconds,
+                     eval_seconds, reused)
+
+
+# ------------------------------------------------------------------------------------- summaries
+
+
+def summarize(runs: list[RunResult]) -> dict[str, dict[str, Any]]:
+    """Per method: the seeds and, for every table metric and MaxBoxAcc at each IoU, mean / std / values.
+
+    ``std`` is the sample standard deviation over seeds (0 for a single seed).
+    """
+    summary: dict[str, dict[str, Any]] = {}
+    for method in dict.fromkeys(r.method for r in runs):
+        mine = [r for r in runs if r.method == method]
+        entry: dict[str, Any] = {"seeds": [r.seed for r in mine]}
+        keys = [k for k, _ in TABLE_METRICS] + [f"MaxBoxAcc@{d}" for d in mine[0].result.get("MaxBoxAcc", {})]
+        for key in keys:
+            values = [_metric(r.result, key) for r in mine]
+            entry[key] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1
+                          else 0.0, "values": values}
+        entry["threshold"] = [float(r.result["threshold"]) for r in mine]
+        summary[method] = entry
+    return summary
+
+
+def _metric(result: dict[str, Any], key: str) -> float:
+    if key.startswith("MaxBoxAcc@"):
+        return float(result["MaxBoxAcc"][key.split("@", 1)[1]])
+    return float(result[key])
+
+
+def format_table(summary: dict[str, dict[str, Any]], markdown: bool = False) -> str:
+    """The comparison table (mean ± std over seeds), as aligned text or Markdown.
+
+    With two or more methods a last row gives the difference of the last method's means minus the
+    first's (e.g. BAS - CAM).
+    """
+    header = ["method", *(title for _, title in TABLE_METRICS)]
+    rows = [[name, *(f"{entry[k]['mean']:.2f} ± {entry[k]['std']:.2f}" for k, _ in TABLE_METRICS)]
+            for name, entry in summary.items()]
+    names = list(summary)
+    if len(names) > 1:
+        first, last = summary[names[0]], summary[names[-1]]
+        rows.append([f"{names[-1]} - {names[0]}",
+                     *(f"{last[k]['mean'] - first[k]['mean']:+.2f}" for k, _ in TABLE_METRICS)])
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(TABLE_METRICS)) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
+                               enumerate(zip(row, widths))) for row in [header, *rows])
+
+
+# ---------------------------------------------------------------------------------------- figure
+
+
+@torch.no_grad()
+def save_comparison_figure(path: str | Path, models: dict[str, tuple[torch.nn.Module, float]], dataset, *,
+                           n: int = 8, top_k: int = 1, device: str = "cpu", columns: int = 2) -> Path:
+    """The same ``n`` test images (spread evenly over ``dataset``) under every method, side by side.
+
+    Each image gets one panel with its ground-truth box (green) and, per method, a panel with the
+    method's map, its box at its own threshold (red) and the IoU. ``models`` maps a method name to
+    ``(model, threshold)``.
+    """
+    import matplotlib.pyplot as plt
+
+    from bas.data import collate, denormalize
+    from bas.localization import localization_maps, maps_to_boxes
+    from bas.metrics import best_iou
+    from bas.visualize import draw_panel, save_figure
+
+    n = max(1, min(n, len(dataset)))
+    indices = np.linspace(0, len(dataset) - 1, n).round().astype(int)
+    batch = collate([dataset[int(i)] for i in indices])
+    images = batch["image"].to(device)
+    labels = batch["label"].to(device)
+    gt = [b.numpy().reshape(-1, 4) for b in batch["boxes"]]
+    panels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for name, (model, threshold) in models.items():
+        model.eval()
+        maps = localization_maps(model(images, labels, top_k=top_k).fg_map.float(), images.shape[-2:]).cpu().numpy()
+        boxes = maps_to_boxes(maps, threshold)
+        panels[name] = (maps, boxes, best_iou(boxes, gt))
+    pictures = [denormalize(img).clamp(0, 1) for img in batch["image"]]
+    per = 1 + len(models)
+    columns = max(1, min(columns, n))
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(rows, columns * per, figsize=(2.0 * columns * per, 2.1 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        r, c = divmod(i, columns)
+        draw_panel(axes[r, c * per], pictures[i], None, [], gt[i], "image + GT box")
+        for j, (name, (maps, boxes, ious)) in enumerate(panels.items(), start=1):
+            draw_panel(axes[r, c * per + j], pictures[i], maps[i], [boxes[i]], gt[i], f"{name}  IoU {ious[i]:.2f}")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------------------- driver
+
+
+def run_benchmark(bench: Benchmark, output: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
+                  device: str = "cpu", progress: bool = False, reuse: bool = True,
+                  log=print) -> dict[str, Any]:
+    """Train and evaluate every method over every seed; write results.json, results.md and comparison.png.
+
+    Returns the document written to ``results.json``.
+    """
+    from bas.checkpoints import load_checkpoint
+    from bas.engine.data import make_dataset_split
+    from bas.io import write_json, write_text
+
+    output = Path(output)
+    start = time.perf_counter()
+    runs: list[RunResult] = []
+    configs: dict[str, dict[str, Any]] = {}
+    for seed in range(bench.seeds):
+        for method in bench.methods:
+            cfg = method_config(bench, method, seed=seed, output=output, overrides=overrides)
+            configs.setdefault(method, cfg)
+            action = "reusing the finished run" if reuse and _finished(cfg) else "training"
+            log(f"[{method} seed {seed}] {action} in {cfg['train']['output_dir']}")
+            run = train_and_evaluate(method, cfg, device=device, progress=progress, reuse=reuse)
+            runs.append(run)
+            r = run.result
+            log(f"[{method} seed {seed}] GT-known Loc {r['gt_known_loc']:.2f}  Top-1 Loc {r['top1_loc']:.2f}  "
+                f"MaxBoxAccV2 {r['MaxBoxAccV2']:.2f}  (train {run.train_seconds:.0f} s, eval {run.eval_seconds:.0f} s)")
+    summary = summarize(runs)
+
+    first = {m: next(r for r in runs if r.method == m) for m in bench.methods}
+    models = {m: (load_checkpoint(run.checkpoint, map_location=device), float(run.result["threshold"]))
+              for m, run in first.items()}
+    any_cfg = next(iter(configs.values()))
+    test_set = make_dataset_split(any_cfg, any_cfg["data"]["test_split"], train=False)
+    figure = save_comparison_figure(output / "comparison.png", models, test_set, n=bench.figure_images,
+                                    top_k=any_cfg["eval"]["top_k"], device=device)
+    wall = time.perf_counter() - start
+    document = {
+        "benchmark": bench.name,
+        "seeds": bench.seeds,
+        "wall_seconds": wall,
+        "settings": _shared_settings(any_cfg),
+        "methods": summary,
+        "runs": [{"method": r.method, "seed": r.seed, "checkpoint": str(r.checkpoint), "reused": r.reused,
+                  "train_seconds": r.train_seconds, "eval_seconds": r.eval_seconds,
+                  "metrics": {k: r.result.get(k) for k in ("top1_cls", "gt_known_loc", "top1_loc", "MaxBoxAccV2",
+                                                           "MaxBoxAcc", "threshold")}}
+                 for r in runs],
+        "configs": configs,
+        "files": {"markdown": str(output / "results.md"), "figure": str(figure)},
+    }
+    write_json(output / "results.json", document)
+    write_text(output / "results.md", _markdown_report(bench, document))
+    return document
+
+
+def _finished(cfg: dict[str, Any]) -> bool:
+    """Whether the run folder holds a final model trained with exactly this config."""
+    from bas.engine.train import FINAL
+
+    run_dir = Path(cfg["train"]["output_dir"])
+    config_file = run_dir / "config.yaml"
+    return (run_dir / FINAL).is_file() and config_file.is_file() and \
+        config_file.read_text(encoding="utf-8") == dump_config(cfg)
+
+
+def _shared_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    data, optim = cfg["data"], cfg["optim"]
+    return {"arch": cfg["model"]["arch"], "epochs": optim["epochs"], "input_size": data["input_size"],
+            "batch_size": data["batch_size"], "dataset": data["dataset"],
+            "synthetic": data["synthetic"] if data["dataset"] == "synthetic" else None,
+            "top_k": cfg["eval"]["top_k"]}
+
+
+def _markdown_report(bench: Benchmark, document: dict[str, Any]) -> str:
+    s = document["settings"]
+    lines = [f"# Benchmark `{bench.name}`", "",
+             f"{', '.join(document['methods'])} on `{s['dataset']}` with `{s['arch']}`, {s['epochs']} epochs, "
+             f"input {s['input_size']} px, batch {s['batch_size']}, {bench.seeds} seed(s); "
+             "test split, thresholds and checkpoints chosen on val; mean ± std over seeds.", "",
+             format_table(document["methods"], markdown=True), "",
+             f"Wall time: {document['wall_seconds']:.0f} s. Figure: `{Path(document['files']['figure']).name}`.", ""]
+    return "\n".join(lines)

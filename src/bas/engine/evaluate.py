@@ -1,0 +1,342 @@
+"""Evaluation loop: batched inference, then the paper's metrics and the standard protocol's.
+
+For every image the model's fused foreground map (``top_k`` classes, BAS.md §5) is min-max
+normalised and upsampled to the network input (the crop in ``crop`` mode, the whole resized image
+in ``resize`` mode). From it:
+
+* the paper metrics at a fixed threshold: box of the largest connected component, best inclusive
+  IoU over the ground-truth boxes, GT-known / Top-1 / Top-5 Loc and Top-1 / Top-5 classification
+  (per image and class-balanced), and their accuracy-vs-threshold curve on a grid, used to choose
+  the threshold on a held-out split;
+* MaxBoxAcc at each IoU threshold and MaxBoxAccV2 (standard protocol, :class:`bas.metrics.BoxEvaluator`);
+* PxAP and PIoU where masks exist (:class:`bas.metrics.MaskEvaluator`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from bas import metrics
+from bas.localization import localization_maps, maps_to_boxes
+
+
+@dataclass
+class BatchPrediction:
+    """What one evaluation batch yields."""
+
+    logits: torch.Tensor  # (B, K) on CPU, float32
+    maps: torch.Tensor  # (B, H, W) on CPU, in [0, 1]
+    labels: torch.Tensor  # (B,)
+    boxes: list[torch.Tensor]  # ground truth, (Mi, 4) each
+    mask: torch.Tensor | None
+    ignore: torch.Tensor | None
+    image_ids: list[str]
+
+
+def autocast_context(device: torch.device, amp: str | None):
+    """``torch.autocast`` for ``amp`` in {None, 'bf16', 'fp16'} (a no-op context for None)."""
+    if not amp:
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def predict_batches(model: nn.Module, loader, *, top_k: int, device: torch.device | str = "cpu",
+                    amp: str | None = None, progress: bool = True, desc: str = "eval") -> Iterator[BatchPrediction]:
+    """Run the model over ``loader`` (samples collated by :func:`bas.data.collate`)."""
+    device = torch.device(device)
+    model.eval()
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
+        images = batch["image"].to(device, non_blocking=True)
+        labels = batch["label"].to(device, non_blocking=True)
+        with autocast_context(device, amp):
+            out = model(images, labels, top_k=top_k)
+        maps = localization_maps(out.fg_map.float(), images.shape[-2:])
+        yield BatchPrediction(out.logits.float().cpu(), maps.cpu(), batch["label"], batch["boxes"],
+                              batch.get("mask"), batch.get("ignore"), list(batch["image_id"]))
+
+
+@dataclass
+class Evaluator:
+    """Accumulates predictions and computes every metric at the end.
+
+    Args:
+        num_classes: K.
+        threshold: fixed threshold of the paper metrics (on the normalised map).
+        iou_thresholds: IoU thresholds (percent) of MaxBoxAcc.
+        interval: threshold step of MaxBoxAcc and of the paper-metric curve.
+        multi_contour: MaxBoxAccV2 convention for MaxBoxAcc.
+    """
+
+    num_classes: int
+    threshold: float = 0.1
+    iou_thresholds: tuple[int, ...] = (30, 50, 70)
+    interval: float = 0.01
+    multi_contour: bool = True
+    curve_interval: float = 0.01
+    _ious: list[np.ndarray] = field(default_factory=list)
+    _curve_ious: list[np.ndarray] = field(default_factory=list)
+    _labels: list[np.ndarray] = field(default_factory=list)
+    _top1: list[np.ndarray] = field(default_factory=list)
+    _top5: list[np.ndarray] = field(default_factory=list)
+    _has_boxes: bool = False
+
+    def __post_init__(self) -> None:
+        self.iou_thresholds = tuple(int(t) for t in self.iou_thresholds)
+        self.curve_thresholds = metrics.threshold_grid(self.curve_interval)
+        self.box_evaluator = metrics.BoxEvaluator(iou_thresholds=self.iou_thresholds, interval=self.interval,
+                                                  multi_contour=self.multi_contour)
+        self.mask_evaluator: metrics.MaskEvaluator | None = None
+
+    def update(self, pred: BatchPrediction) -> None:
+        labels = pred.labels.numpy()
+        correct = metrics.topk_correct(pred.logits.numpy(), labels, ks=(1, min(5, self.num_classes)))
+        self._labels.append(labels)
+        self._top1.append(correct[1])
+        self._top5.append(correct[min(5, self.num_classes)])
+        maps = pred.maps.numpy()
+        gt = [b.numpy().reshape(-1, 4) for b in pred.boxes]
+        if any(len(g) for g in gt):
+            self._has_boxes = True
+            self._ious.append(metrics.best_iou(maps_to_boxes(maps, self.threshold), gt))
+            self._curve_ious.append(np.stack(
+                [metrics.best_iou(maps_to_boxes(maps, t), gt) for t in self.curve_thresholds], axis=1))
+            self.box_evaluator.accumulate(maps, gt)
+        if pred.mask is not None:
+            if self.mask_evaluator is None:
+                self.mask_evaluator = metrics.MaskEvaluator(interval=self.interval)
+            ignore = None if pred.ignore is None else pred.ignore.numpy()
+            self.mask_evaluator.accumulate(maps, pred.mask.numpy(), ignore)
+
+    def set_classification(self, top1: np.ndarray, top5: np.ndarray) -> None:
+        """Replace the per-image classification results (e.g. by ten-crop ones), in loader order."""
+        labels = np.concatenate(self._labels)
+        if len(top1) != len(labels) or len(top5) != len(labels):
+            raise ValueError(f"expected {len(labels)} classification results, got {len(top1)}")
+        self._top1, self._top5 = [np.asarray(top1, bool)], [np.asarray(top5, bool)]
+
+    # ------------------------------------------------------------------------------ results
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.concatenate(self._labels), np.concatenate(self._top1), np.concatenate(self._top5)
+
+    def loc_metrics_at(self, ious: np.ndarray, class_balanced: bool = False) -> dict[str, float]:
+        labels, top1, top5 = self._arrays()
+        return metrics.localization_accuracy(ious, labels, top1, top5, iou_threshold=0.5,
+                                             class_balanced=class_balanced)
+
+    def paper_curve(self) -> dict[str, np.ndarray]:
+        """GT-known / Top-1 Loc (per image) at every threshold of the curve grid."""
+        ious = np.concatenate(self._curve_ious)
+        _, top1, _ = self._arrays()
+        hit = ious >= 0.5
+        return {"threshold": self.curve_thresholds,
+                "gt_known_loc": 100.0 * hit.mean(axis=0),
+                "top1_loc": 100.0 * (hit & top1[:, None]).mean(axis=0)}
+
+    def best_threshold(self, metric: str = "gt_known_loc") -> float:
+        """Threshold of the curve grid that maximises ``metric`` (use it on a held-out split)."""
+        curve = self.paper_curve()
+        return float(curve["threshold"][int(np.argmax(curve[metric]))])
+
+    def compute(self) -> dict[str, Any]:
+        labels, top1, top5 = self._arrays()
+        result: dict[str, Any] = {"num_images": int(len(labels)), "threshold": self.threshold}
+        if self._has_boxes:
+            ious = np.concatenate(self._ious)
+            result.update(self.loc_metrics_at(ious))
+            result["class_balanced"] = self.loc_metrics_at(ious, class_balanced=True)
+            box = self.box_evaluator.compute()
+            result["MaxBoxAcc"] = box["MaxBoxAcc"]
+            result["MaxBoxAccV2"] = box["MaxBoxAccV2"]
+            result["MaxBoxAcc_threshold"] = box["best_threshold"]
+            result["best_threshold"] = self.best_threshold()
+        else:
+            result["top1_cls"] = 100.0 * float(top1.mean())
+            result["top5_cls"] = 100.0 * float(top5.mean())
+        if self.mask_evaluator is not None:
+            result.update({k: v for k, v in self.mask_evaluator.compute().items() if k in ("PxAP", "PIoU")})
+        return result
+
+    def per_class(self, class_names: list[str] | None = None) -> list[dict[str, Any]]:
+        """Per-class rows: images, Top-1 classification, GT-known and Top-1 Loc."""
+        labels, top1, _ = self._arrays()
+        hit = np.concatenate(self._ious) >= 0.5 if self._has_boxes else np.zeros_like(top1)
+        rows = []
+        for c in np.unique(labels):
+            sel = labels == c
+            rows.append({"class": int(c),
+                         "name": class_names[c] if class_names and c < len(class_names) else str(c),
+                         "images": int(sel.sum()),
+                         "top1_cls": 100.0 * float(top1[sel].mean()),
+                         "gt_known_loc": 100.0 * float(hit[sel].mean()),
+                         "top1_loc": 100.0 * float((hit & top1)[sel].mean())})
+        return rows
+
+
+def evaluate(model: nn.Module, loader, *, num_classes: int, top_k: int, threshold: float,
+             iou_thresholds=(30, 50, 70), interval: float = 0.01, multi_contour: bool = True,
+             device: torch.device | str = "cpu", amp: str | None = None, progress: bool = True,
+             save_maps: str | Path | None = None, desc: str = "eval") -> Evaluator:
+    """Evaluate ``model`` on ``loader``; returns the filled :class:`Evaluator` (call ``compute()``)."""
+    evaluator = Evaluator(num_classes, threshold, tuple(iou_thresholds), interval, multi_contour)
+    for pred in predict_batches(model, loader, top_k=top_k, device=device, amp=amp, progress=progress, desc=desc):
+        evaluator.update(pred)
+        if save_maps is not None:
+            write_score_maps(save_maps, pred.image_ids, pred.maps.numpy())
+    return evaluator
+
+
+def write_score_maps(root: str | Path, image_ids: list[str], maps: np.ndarray) -> None:
+    """Write maps in the standard convention: ``<root>/<image_id>.npy`` (float32, [0, 1])."""
+    from bas.io import atomic_open
+
+    for image_id, m in zip(image_ids, maps):
+        with atomic_open(Path(root) / f"{image_id}.npy", "wb") as fh:
+            np.save(fh, m.astype(np.float32))
+
+
+@dataclass
+class EvaluationReport:
+    """Result of :func:`evaluate_split`: the metrics dict, the filled evaluator and the dataset."""
+
+    result: dict[str, Any]
+    evaluator: Evaluator
+    dataset: Any
+    class_names: list[str]
+
+
+def evaluate_split(model: nn.Module, cfg: dict[str, Any], split: str, *, select_on: str | None = None,
+                   ten_crop: bool = False, save_maps: str | Path | None = None, device: str = "cpu",
+                   progress: bool = True) -> EvaluationReport:
+    """Evaluate ``model`` on one split of the dataset described by ``cfg``.
+
+    With ``select_on`` (a held-out split such as ``val``), the paper-metric threshold is the one
+    that maximises GT-known Loc on that split, and MaxBoxAcc is also reported at the thresholds
+    that were best there (``MaxBoxAcc_at_selected``); the reported split never chooses anything.
+    """
+    from bas.engine.data import eval_loader, make_dataset_split
+    from bas.errors import ConfigError
+
+    ev = cfg["eval"]
+
+    def run(name: str, threshold: float, maps_dir=None) -> tuple[Any, Evaluator]:
+        dataset = make_dataset_split(cfg, name, train=False)
+        evaluator = evaluate(model, eval_loader(dataset, cfg), num_classes=model.num_classes, top_k=ev["top_k"],
+                             threshold=threshold, iou_thresholds=ev["iou_thresholds"], interval=ev["interval"],
+                             multi_contour=ev["multi_contour"], device=device, progress=progress,
+                             save_maps=maps_dir, desc=name)
+        if ten_crop:
+            evaluator.set_classification(*ten_crop_classification(model, cfg, name, device, progress))
+        return dataset, evaluator
+
+    threshold = float(ev["threshold"])
+    selection: dict[str, Any] = {}
+    if select_on:
+        if select_on == split:
+            raise ConfigError(f"--select-on {select_on} is the split being reported; choose a held-out split")
+        _, held_out = run(select_on, threshold)
+        threshold = held_out.best_threshold("gt_known_loc")
+        selection = {"split": select_on, "threshold": threshold, "metrics": held_out.compute()}
+    dataset, evaluator = run(split, threshold, save_maps)
+    result = evaluator.compute()
+    result.update(split=split, top_k=ev["top_k"], test_mode=cfg["data"]["test_mode"], ten_crop=bool(ten_crop))
+    if selection:
+        result["selected_on"] = selection
+        chosen = selection["metrics"].get("MaxBoxAcc_threshold")
+        if chosen and evaluator._has_boxes:
+            result["MaxBoxAcc_at_selected"] = {d: evaluator.box_evaluator.accuracy_at(t)[d] for d, t in chosen.items()}
+    class_names = list(getattr(model, "class_names", None) or getattr(dataset, "classes", []) or [])
+    return EvaluationReport(result, evaluator, dataset, class_names)
+
+
+@torch.no_grad()
+def ten_crop_classification(model: nn.Module, cfg: dict[str, Any], split: str, device: str = "cpu",
+                            progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Top-1 / Top-5 correctness with softmax averaged over ten crops (BAS.md §5), in dataset order."""
+    from torch.utils.data import DataLoader
+
+    from bas.data import build_dataset, collate, ten_crop_transform
+    from bas.engine.data import prepare_dataset
+
+    data = cfg["data"]
+    kind, root = prepare_dataset(cfg)
+    dataset = build_dataset(kind, root, split, ten_crop_transform(data["input_size"], data["resize_size"]),
+                            **(data.get("options") or {}))
+    loader = DataLoader(dataset, batch_size=max(1, data["eval_batch_size"] // 10), collate_fn=collate,
+                        num_workers=int(data["workers"]))
+    top1, top5 = [], []
+    k5 = min(5, model.num_classes)
+    model.eval()
+    for batch in tqdm(loader, desc=f"{split} ten-crop", disable=not progress, leave=False):
+        crops = batch["image"].to(device)  # (B, 10, 3, H, W)
+        b, n = crops.shape[:2]
+        probs = model(crops.flatten(0, 1)).logits.float().softmax(1).view(b, n, -1).mean(1).cpu().numpy()
+        correct = metrics.topk_correct(probs, batch["label"].numpy(), ks=(1, k5))
+        top1.append(correct[1])
+        top5.append(correct[k5])
+    return np.concatenate(top1), np.concatenate(top5)
+
+
+def write_evaluation(out_dir: str | Path, report: EvaluationReport, model: nn.Module, cfg: dict[str, Any], *,
+                     save_vis: int = 0, device: str = "cpu") -> Path:
+    """metrics.json, per_class.csv/png, curve.csv/png, maxboxacc_curve.csv/png and an optional qualitative grid."""
+    from bas.io import write_json
+    from bas.visualize import save_bars, save_curve
+
+    out_dir = Path(out_dir)
+    evaluator = report.evaluator
+    write_json(out_dir / "metrics.json", report.result)
+    per_class = evaluator.per_class(report.class_names)
+    _write_csv(out_dir / "per_class.csv", per_class)
+    if per_class:
+        save_bars(out_dir / "per_class.png", [r["name"] for r in per_class],
+                  {"Top-1 cls": [r["top1_cls"] for r in per_class], "GT-known Loc": [r["gt_known_loc"] for r in per_class],
+                   "Top-1 Loc": [r["top1_loc"] for r in per_class]}, title="per-class accuracy")
+    if evaluator._has_boxes:
+        paper = evaluator.paper_curve()
+        _write_csv(out_dir / "curve.csv", [
+            {"threshold": round(float(t), 6), "gt_known_loc": float(g), "top1_loc": float(l1)}
+            for t, g, l1 in zip(paper["threshold"], paper["gt_known_loc"], paper["top1_loc"])])
+        box = evaluator.box_evaluator.compute()["curve"]
+        _write_csv(out_dir / "maxboxacc_curve.csv", [
+            {"threshold": round(float(t), 6), **{f"box_acc_{d}": float(acc[i]) for d, acc in box["accuracy"].items()}}
+            for i, t in enumerate(box["thresholds"])])
+        save_curve(out_dir / "curve.png", paper["threshold"],
+                   {"GT-known Loc": paper["gt_known_loc"], "Top-1 Loc": paper["top1_loc"]},
+                   title="paper metrics vs threshold")
+        save_curve(out_dir / "maxboxacc_curve.png", box["thresholds"],
+                   {f"IoU {d}": acc for d, acc in box["accuracy"].items()}, ylabel="box accuracy (%)",
+                   title="box accuracy vs threshold")
+    if save_vis:
+        from bas.engine.figures import save_qualitative_grid
+
+        save_qualitative_grid(out_dir / "qualitative.png", model, report.dataset, n=save_vis,
+                              top_k=cfg["eval"]["top_k"], threshold=report.result["threshold"], device=device,
+                              class_names=report.class_names)
+    return out_dir
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    import csv
+    import io
+
+    from bas.io import write_text
+
+    if not rows:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())

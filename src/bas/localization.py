@@ -1,0 +1,86 @@
+"""From foreground maps to normalised maps, boxes and masks (BAS.md §5).
+
+Conventions:
+
+* maps are (B, 1, h, w) or (B, h, w) tensors; :func:`normalize_maps` rescales each map to [0, 1]
+  (min-max per image);
+* :func:`upsample_maps` resizes bilinearly (``align_corners=False``) to the crop size;
+* :func:`maps_to_boxes` binarises with ``map > threshold``, keeps the 8-connected component with
+  the most pixels and returns its bounding box ``[x0, y0, x1, y1]`` with x1 / y1 *exclusive*, in
+  pixels of the map; when no pixel passes, the box is the whole map ``[0, 0, W, H]``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+NORM_EPS = 1e-10
+
+
+def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Min-max normalise every map of a batch to [0, 1] (a constant map becomes all zeros)."""
+    flat = maps.flatten(start_dim=maps.dim() - 2)
+    lo = flat.min(dim=-1, keepdim=True).values
+    hi = flat.max(dim=-1, keepdim=True).values
+    return ((flat - lo) / (hi - lo + NORM_EPS)).view_as(maps)
+
+
+def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of (B, 1, h, w) or (B, h, w) maps to ``size`` (H, W)."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    squeeze = maps.dim() == 3
+    x = maps[:, None] if squeeze else maps
+    x = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False)
+    return x[:, 0] if squeeze else x
+
+
+def localization_maps(fg_map: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """The maps boxes are drawn from: normalised, upsampled to ``size`` and clipped to [0, 1], (B, H, W)."""
+    maps = fg_map[:, 0] if fg_map.dim() == 4 else fg_map
+    return upsample_maps(normalize_maps(maps.float()), size).clamp_(0.0, 1.0)
+
+
+def _largest_component(binary: np.ndarray) -> tuple[np.ndarray, int, np.ndarray] | None:
+    """(labels, index, stats) of the 8-connected component with the most pixels; None if empty."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return None
+    return labels, 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), stats
+
+
+def _component_box(binary: np.ndarray) -> np.ndarray:
+    found = _largest_component(binary)
+    if found is None:
+        h, w = binary.shape
+        return np.array([0, 0, w, h], dtype=np.int64)
+    _, best, stats = found
+    x, y, bw, bh = stats[best, :4]
+    return np.array([x, y, x + bw, y + bh], dtype=np.int64)
+
+
+def _as_numpy_maps(maps: torch.Tensor | np.ndarray) -> np.ndarray:
+    arr = maps.detach().float().cpu().numpy() if isinstance(maps, torch.Tensor) else np.asarray(maps)
+    return arr[:, 0] if arr.ndim == 4 else arr
+
+
+def maps_to_boxes(maps: torch.Tensor | np.ndarray, threshold: float) -> np.ndarray:
+    """Boxes (B, 4) ``[x0, y0, x1, y1]`` (exclusive x1/y1) of the largest component of ``map > threshold``."""
+    binary = _as_numpy_maps(maps) > threshold
+    return np.stack([_component_box(b) for b in binary]) if len(binary) else np.zeros((0, 4), np.int64)
+
+
+def maps_to_masks(maps: torch.Tensor | np.ndarray, threshold: float, largest_only: bool = True) -> np.ndarray:
+    """Binary masks (B, H, W): ``map > threshold``, optionally reduced to the largest component."""
+    binary = _as_numpy_maps(maps) > threshold
+    if not largest_only:
+        return binary
+    out = np.zeros_like(binary)
+    for i, b in enumerate(binary):
+        found = _largest_component(b)
+        if found is not None:
+            labels, best, _ = found
+            out[i] = labels == best
+    return out

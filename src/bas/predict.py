@@ -1,0 +1,244 @@
+"""Inference on arbitrary images: :class:`Localizer` turns images into classes, boxes, maps and masks.
+
+Everything :class:`Prediction` holds is in the pixels of the *original* image. The network sees
+either the paper's centre crop (``crop=True``: ``Resize((R, R))`` then ``CenterCrop(C)``, with
+``R`` / ``C`` the checkpoint's ``resize_size`` / ``input_size``) or the whole image
+(``crop=False``: ``Resize((C, C))``). The fused foreground map is min-max normalised and upsampled
+to ``C x C`` exactly as in evaluation (:func:`bas.localization.localization_maps`), then carried
+back to the original image by :func:`map_to_original`:
+
+* crop: the ``C x C`` map is placed into an ``R x R`` frame at the offset the centre crop used
+  (``round((R - C) / 2)``); the frame outside the crop, which the network never saw, is 0; the
+  frame is resized bilinearly to ``H x W`` (a scale of ``W / R`` horizontally, ``H / R``
+  vertically);
+* no crop: the ``C x C`` map is resized bilinearly to ``H x W`` (``W / C``, ``H / C``).
+
+The mask is the largest 8-connected component of ``map > threshold`` on that original-size map and
+the box its bounding box (x1 / y1 exclusive), both from :mod:`bas.localization`; when no pixel
+passes, the mask is empty and the box is the whole image. See ``docs/inference.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from bas.data.datasets import open_rgb
+from bas.data.transforms import IMAGENET_MEAN, IMAGENET_STD, default_resize_size, test_transform
+from bas.localization import localization_maps, maps_to_boxes, maps_to_masks, upsample_maps
+
+ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+
+
+@dataclass
+class Prediction:
+    """What :meth:`Localizer.predict` returns for one image (coordinates in original-image pixels).
+
+    Attributes:
+        label: predicted class index (top-1).
+        class_name: its name (the index as text when the checkpoint names no classes).
+        score: its softmax probability.
+        top5: ``(label, class_name, probability)`` of the (up to) five best classes, best first.
+        box: ``(x0, y0, x1, y1)`` of the largest foreground component, x1 / y1 exclusive; the whole
+            image when nothing passes the threshold.
+        map: float32 ``(H, W)`` fused foreground map in [0, 1].
+        mask: bool ``(H, W)``, the largest 8-connected component of ``map > threshold``.
+        threshold: the threshold used; top_k: the number of class maps fused; crop: the mode.
+    """
+
+    label: int
+    class_name: str
+    score: float
+    top5: list[tuple[int, str, float]]
+    box: tuple[int, int, int, int]
+    map: np.ndarray
+    mask: np.ndarray
+    threshold: float
+    top_k: int
+    crop: bool
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(W, H)`` of the original image."""
+        return int(self.map.shape[1]), int(self.map.shape[0])
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-serialisable part (no map or mask)."""
+        return {"label": self.label, "class_name": self.class_name, "score": self.score,
+                "top5": [list(t) for t in self.top5], "box": list(self.box),
+                "image_size": list(self.image_size), "threshold": self.threshold, "top_k": self.top_k,
+                "crop": self.crop}
+
+
+def crop_offset(resize_size: int, input_size: int) -> int:
+    """Offset of the centre crop in the resized image, as torchvision's ``CenterCrop`` computes it."""
+    return int(round((resize_size - input_size) / 2.0))
+
+
+def map_to_original(maps: torch.Tensor, size: tuple[int, int], *, crop: bool,
+                    resize_size: int | None = None) -> torch.Tensor:
+    """Carry ``(C, C)`` maps (a ``(B, C, C)`` batch of one original size) back to an image of ``size = (W, H)``.
+
+    ``crop=True``: the maps are the centre crop of an ``R x R`` resized image (``R = resize_size``):
+    they are placed in an ``R x R`` zero frame at :func:`crop_offset` and the frame is resized to
+    ``H x W``. ``crop=False``: the maps cover the whole image and are resized to ``H x W``.
+    Returns float maps ``(B, H, W)`` in [0, 1].
+    """
+    squeeze = maps.dim() == 2
+    maps = maps[None] if squeeze else maps
+    width, height = size
+    if crop:
+        side = maps.shape[-1]
+        resize_size = default_resize_size(side) if resize_size is None else int(resize_size)
+        top = crop_offset(resize_size, maps.shape[-2])
+        left = crop_offset(resize_size, side)
+        frame = maps.new_zeros((maps.shape[0], resize_size, resize_size))
+        frame[:, top:top + maps.shape[-2], left:left + side] = maps
+        maps = frame
+    out = upsample_maps(maps, (height, width)).clamp_(0.0, 1.0)
+    return out[0] if squeeze else out
+
+
+def load_image(image: ImageInput) -> torch.Tensor:
+    """Any accepted input as a ``(3, H, W)`` tensor: uint8, or float in [0, 1].
+
+    Accepts a path, a PIL image, a numpy array ``(H, W, 3)`` (uint8 RGB, or float in [0, 1]) or
+    ``(H, W)`` grey, or a tensor ``(3, H, W)`` (uint8, or float in [0, 1]).
+
+    Raises:
+        DataError: an unreadable image file. ValueError / TypeError: an array of the wrong shape
+        or type.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        image = open_rgb(image)
+    if isinstance(image, Image.Image):
+        return v2.functional.pil_to_tensor(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        arr = image[..., None].repeat(3, axis=2) if image.ndim == 2 else image
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise ValueError(f"a numpy image must be (H, W, 3) RGB or (H, W), got shape {image.shape}")
+        tensor = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+    elif isinstance(image, torch.Tensor):
+        if image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"an image tensor must be (3, H, W), got shape {tuple(image.shape)}")
+        tensor = image.detach().cpu()
+    else:
+        raise TypeError(f"cannot read an image from a {type(image).__name__}")
+    if tensor.dtype != torch.uint8:
+        tensor = tensor.float()
+    return tensor
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Localizer:
+    """A BAS model with its preprocessing and inference defaults.
+
+    Args:
+        model: a :class:`bas.models.BASModel` (or any module with the same ``forward`` contract).
+        input_size: network input side ``C``; resize_size: side ``R`` resized to before the crop.
+        mean, std: input normalisation. class_names: one name per class, or None.
+        threshold, top_k: defaults of :meth:`predict`. device: where the model runs.
+    """
+
+    def __init__(self, model: nn.Module, *, input_size: int = 224, resize_size: int | None = None,
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 class_names: Sequence[str] | None = None, threshold: float = 0.5, top_k: int = 1,
+                 device: str | torch.device | None = None):
+        self.device = torch.device(device or _default_device())
+        self.model = model.to(self.device).eval()
+        self.input_size = int(input_size)
+        self.resize_size = default_resize_size(self.input_size) if resize_size is None else int(resize_size)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.class_names = list(class_names) if class_names else None
+        self.threshold = float(threshold)
+        self.top_k = int(top_k)
+        self._transforms = {
+            crop: test_transform(self.input_size, self.resize_size, mode="crop" if crop else "resize",
+                                 mean=self.mean, std=self.std)
+            for crop in (True, False)
+        }
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None) -> Localizer:
+        """Load any checkpoint :func:`bas.checkpoints.load_checkpoint` reads, with its metadata."""
+        from bas.checkpoints import load_checkpoint
+
+        device = device or _default_device()
+        model = load_checkpoint(path, map_location=device)
+        meta = model.bas_meta
+        return cls(model, input_size=meta["input_size"], resize_size=meta["resize_size"], mean=meta["mean"],
+                   std=meta["std"], class_names=meta["class_names"], threshold=model.default_threshold,
+                   top_k=model.default_top_k, device=device)
+
+    def class_name(self, label: int) -> str:
+        names = self.class_names
+        return names[label] if names and 0 <= label < len(names) else str(label)
+
+    def preprocess(self, image: torch.Tensor, crop: bool = True) -> torch.Tensor:
+        """A ``(3, H, W)`` image (see :func:`load_image`) as the normalised ``(3, C, C)`` network input."""
+        return self._transforms[crop](tv_tensors.Image(image)).as_subclass(torch.Tensor)
+
+    @torch.inference_mode()
+    def predict(self, images: ImageInput | Sequence[ImageInput], *, top_k: int | None = None,
+                threshold: float | None = None, crop: bool = True, batch_size: int = 16) -> list[Prediction]:
+        """Classify and localise images; one :class:`Prediction` per image, in input order.
+
+        Args:
+            images: one image or a list of them (path, PIL image, ``(H, W, 3)`` uint8 RGB array,
+                ``(3, H, W)`` uint8 or float [0, 1] tensor); a ``(B, 3, H, W)`` tensor is a batch.
+            top_k: classes whose maps are fused (default: the checkpoint's).
+            threshold: on the normalised map (default: the checkpoint's).
+            crop: the paper's Resize + CenterCrop (True) or a plain resize of the whole image.
+            batch_size: images per forward pass.
+
+        Always returns a list, also for a single image.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        top_k = self.top_k if top_k is None else int(top_k)
+        threshold = self.threshold if threshold is None else float(threshold)
+        if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)) or (
+                isinstance(images, torch.Tensor) and images.dim() == 3):
+            images = [images]
+        predictions: list[Prediction] = []
+        for chunk in _batches(list(images), batch_size):
+            predictions += self._predict_batch([load_image(im) for im in chunk], top_k, threshold, crop)
+        return predictions
+
+    def _predict_batch(self, images: list[torch.Tensor], top_k: int, threshold: float,
+                       crop: bool) -> list[Prediction]:
+        batch = torch.stack([self.preprocess(im, crop) for im in images]).to(self.device)
+        out = self.model(batch, top_k=top_k)
+        probs = out.logits.float().softmax(dim=1).cpu()
+        best = probs.topk(min(5, probs.shape[1]), dim=1)
+        maps = localization_maps(out.fg_map.float(), batch.shape[-2:]).cpu()
+        predictions = []
+        for image, crop_map, values, labels in zip(images, maps, best.values.tolist(), best.indices.tolist()):
+            height, width = image.shape[-2:]
+            full = map_to_original(crop_map, (width, height), crop=crop, resize_size=self.resize_size)
+            full = full.numpy().astype(np.float32, copy=False)
+            box = maps_to_boxes(full[None], threshold)[0]
+            predictions.append(Prediction(
+                label=labels[0], class_name=self.class_name(labels[0]), score=values[0],
+                top5=[(k, self.class_name(k), p) for k, p in zip(labels, values)],
+                box=tuple(int(v) for v in box), map=full, mask=maps_to_masks(full[None], threshold)[0],
+                threshold=threshold, top_k=top_k, crop=crop))
+        return predictions

@@ -1,0 +1,359 @@
+"""Tests of bas.metrics: IoU, top-k, localisation accuracy, MaxBoxAcc and PxAP."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from bas.errors import DataError
+from bas.metrics import (
+    BoxEvaluator,
+    MaskEvaluator,
+    best_iou,
+    box_iou,
+    localization_accuracy,
+    per_class_accuracy,
+    quantize_maps,
+    threshold_grid,
+    topk_correct,
+)
+
+# ----------------------------------------------------------------------------- IoU
+
+
+def test_box_iou_inclusive_convention():
+    a = np.array([[0, 0, 9, 9]])  # 10 x 10 = 100 pixels
+    b = np.array([[5, 5, 14, 14], [0, 0, 9, 9], [20, 20, 30, 30], [9, 0, 18, 9]])
+    iou = box_iou(a, b)
+    assert iou.shape == (1, 4)
+    # 25 shared pixels / (100 + 100 - 25); identical; disjoint; sharing the column x = 9 (10 pixels).
+    np.testing.assert_allclose(iou[0], [25 / 175, 1.0, 0.0, 10 / 190])
+
+
+def test_box_iou_single_pixel_boxes_and_shape():
+    assert box_iou([0, 0, 0, 0], [0, 0, 0, 0])[0, 0] == 1.0  # one pixel each, inclusive
+    assert box_iou(np.zeros((3, 4)), np.zeros((2, 4))).shape == (3, 2)
+    with pytest.raises(ValueError):
+        box_iou(np.zeros((2, 3)), np.zeros((1, 4)))
+
+
+def test_best_iou_takes_the_best_ground_truth_box():
+    pred = np.array([[0, 0, 9, 9], [0, 0, 9, 9]])
+    gts = [np.array([[20, 20, 30, 30], [0, 0, 9, 4], [0, 0, 9, 9]]), np.array([[0, 0, 9, 4]])]
+    np.testing.assert_allclose(best_iou(pred, gts), [1.0, 50 / 100])
+    with pytest.raises(ValueError):
+        best_iou(pred, [np.zeros((0, 4)), np.zeros((1, 4))])
+
+
+# ----------------------------------------------------------------------------- classification
+
+
+def test_topk_correct():
+    scores = np.array([[0.1, 0.5, 0.3, 0.2], [0.9, 0.0, 0.05, 0.05], [0.2, 0.2, 0.2, 0.4]])
+    labels = np.array([2, 0, 1])
+    correct = topk_correct(scores, labels, ks=(1, 2, 3))
+    np.testing.assert_array_equal(correct[1], [False, True, False])
+    np.testing.assert_array_equal(correct[2], [True, True, False])  # row 3: classes 3, 0 (tie -> lower index)
+    np.testing.assert_array_equal(correct[3], [True, True, True])
+
+
+def test_localization_accuracy_per_image_and_class_balanced():
+    # Class 0: three images, boxes right; class 1: one image, box wrong.
+    ious = np.array([0.9, 0.6, 0.5, 0.2])
+    labels = np.array([0, 0, 0, 1])
+    top1 = np.array([True, False, True, True])
+    top5 = np.array([True, True, True, True])
+    per_image = localization_accuracy(ious, labels, top1, top5)
+    assert per_image["gt_known_loc"] == pytest.approx(75.0)
+    assert per_image["top1_loc"] == pytest.approx(50.0)
+    assert per_image["top5_loc"] == pytest.approx(75.0)
+    assert per_image["top1_cls"] == pytest.approx(75.0)
+    assert per_image["top5_cls"] == pytest.approx(100.0)
+    balanced = localization_accuracy(ious, labels, top1, top5, class_balanced=True)
+    assert balanced["gt_known_loc"] == pytest.approx(50.0)  # mean of 100 and 0
+    assert balanced["top1_loc"] == pytest.approx((200 / 3) / 2)
+    assert balanced["top1_cls"] == pytest.approx((200 / 3 + 100) / 2)
+    assert per_class_accuracy(ious >= 0.5, labels) == {0: 100.0, 1: 0.0}
+
+
+# ----------------------------------------------------------------------------- MaxBoxAcc
+
+
+def reference_box_hits(maps, gts, interval, iou_thresholds, multi_contour):
+    """wsolevaluation's procedure transcribed literally: one cv2.threshold + findContours per threshold."""
+    thresholds = np.arange(0, 1, interval)
+    hits = np.zeros((len(iou_thresholds), len(thresholds)), dtype=np.int64)
+    for scoremap, gt in zip(maps, gts):
+        height, width = scoremap.shape
+        image = np.expand_dims((np.asarray(scoremap, dtype=np.float64) * 255).astype(np.uint8), 2)
+        for j, t in enumerate(thresholds):
+            _, binary = cv2.threshold(image, int(t * np.max(image)), 255, cv2.THRESH_BINARY)
+            contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+            if len(contours) == 0:
+                boxes = [[0, 0, 0, 0]]
+            else:
+                if not multi_contour:
+                    contours = [max(contours, key=cv2.contourArea)]
+                boxes = []
+                for c in contours:
+                    x, y, w, h = cv2.boundingRect(c)
+                    boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
+            best = box_iou(np.array(boxes), gt).max()
+            for i, d in enumerate(iou_thresholds):
+                hits[i, j] += best >= d / 100
+    return hits
+
+
+def smooth_maps(rng, n, size):
+    """Sums of random Gaussians, min-max normalised (some maps do not reach 1)."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    maps = np.zeros((n, size, size))
+    for m in maps:
+        for _ in range(rng.integers(1, 4)):
+            cx, cy = rng.uniform(0, size, 2)
+            sx, sy = rng.uniform(size / 20, size / 3, 2)
+            m += rng.uniform(0.3, 1) * np.exp(-((xx - cx) ** 2) / (2 * sx**2) - (yy - cy) ** 2 / (2 * sy**2))
+        m -= m.min()
+        m /= m.max() / rng.choice([1.0, 0.7])
+    return maps
+
+
+def random_boxes(rng, n, size):
+    boxes = []
+    for _ in range(n):
+        k = rng.integers(1, 3)
+        xy = np.sort(rng.integers(0, size, size=(k, 2, 2)), axis=1)  # [[x0, y0], [x1, y1]]
+        boxes.append(xy.reshape(k, 4).astype(float))
+    return boxes
+
+
+def test_threshold_grid():
+    np.testing.assert_array_equal(threshold_grid(0.25), [0, 0.25, 0.5, 0.75])
+    assert len(threshold_grid(0.001)) == 1000
+    with pytest.raises(ValueError):
+        threshold_grid(0)
+
+
+def test_all_zero_map_gives_the_box_0000():
+    evaluator = BoxEvaluator(iou_thresholds=(50,), interval=0.1, num_workers=1)
+    maps = np.zeros((2, 20, 20))
+    evaluator.accumulate(maps, [np.array([[0, 0, 0, 0]]), np.array([[0, 0, 9, 9]])])
+    result = evaluator.compute()
+    # [0, 0, 0, 0] matches the first ground truth exactly, the second at 1/100.
+    np.testing.assert_array_equal(result["curve"]["accuracy"][50], np.full(10, 50.0))
+
+
+def test_unimodal_map_strict_threshold_and_box_convention():
+    scoremap = np.full((20, 20), 0.5)  # quantised to 127
+    scoremap[5:10, 3:13] = 1.0  # 255; rows 5..9, columns 3..12
+    gt = np.array([[3, 5, 13, 10]])  # boundingRect x=3, w=10 -> x1 = x + w = 13
+    evaluator = BoxEvaluator(iou_thresholds=(50,), interval=0.1, multi_contour=False, num_workers=1)
+    evaluator.accumulate(scoremap[None], [gt])
+    result = evaluator.compute()
+    # Up to t = 0.4 the level int(t * 255) <= 102 < 127: the whole map, box [0, 0, 19, 19].
+    # At t = 0.5 the level is int(127.5) = 127 and 127 > 127 is false: the block alone.
+    expected = [0, 0, 0, 0, 0, 100, 100, 100, 100, 100]
+    np.testing.assert_array_equal(result["curve"]["accuracy"][50], expected)
+    assert result["MaxBoxAcc"] == {50: 100.0}
+    assert result["best_threshold"][50] == pytest.approx(0.5)
+    whole = BoxEvaluator(iou_thresholds=(10,), interval=0.1, multi_contour=False, num_workers=1)
+    whole.accumulate(scoremap[None], [gt])  # IoU of [0, 0, 19, 19] with gt = 66 / 400
+    np.testing.assert_array_equal(whole.compute()["curve"]["accuracy"][10], np.full(10, 100.0))
+
+
+def test_multimodal_map_single_versus_multi_contour():
+    scoremap = np.zeros((30, 30))
+    scoremap[2:14, 2:14] = 0.8  # large blob, u8 204
+    scoremap[20:25, 20:26] = 0.9  # small blob, u8 229 (the maximum)
+    gt = np.array([[20, 20, 26, 25]])  # the small blob's box
+    results = {}
+    for multi in (False, True):
+        evaluator = BoxEvaluator(iou_thresholds=(50,), interval=0.1, multi_contour=multi, num_workers=1)
+        evaluator.accumulate(scoremap[None], [gt])
+        results[multi] = evaluator.compute()["curve"]["accuracy"][50]
+    # Single contour: the large blob wins until t = 0.9 (level int(0.9 * 229) = 206 >= 204).
+    np.testing.assert_array_equal(results[False], [0] * 9 + [100])
+    np.testing.assert_array_equal(results[True], [100] * 10)
+
+
+def test_multi_contour_counts_hole_contours():
+    scoremap = np.zeros((12, 12))
+    scoremap[1:11, 1:11] = 1.0
+    scoremap[4:8, 4:8] = 0.0  # a 4 x 4 hole, rows/columns 4..7
+    gt = np.array([[3, 3, 9, 9]])  # the hole contour runs on the pixels around it: x, y in 3..8
+    for multi, expected in ((False, 0.0), (True, 100.0)):
+        evaluator = BoxEvaluator(iou_thresholds=(90,), interval=0.5, multi_contour=multi, num_workers=1)
+        evaluator.accumulate(scoremap[None], [gt])
+        assert evaluator.compute()["MaxBoxAcc"][90] == expected
+
+
+def test_quantisation_truncates():
+    values = np.array([[[0.0, 0.5, 0.999, 1.0, 1 / 255, 0.00392]]])  # 0.00392 * 255 = 0.9996
+    np.testing.assert_array_equal(quantize_maps(values)[0, 0], [0, 127, 254, 255, 1, 0])
+
+
+def test_levels_next_to_the_maximum():
+    scoremap = np.zeros((10, 10))
+    scoremap[2:4, 2:4] = 1.0  # 255, small blob
+    scoremap[6:9, 6:9] = 0.999  # 254, larger blob
+    gt = np.array([[2, 2, 4, 4]])  # the 255 blob
+    evaluator = BoxEvaluator(iou_thresholds=(100,), interval=0.001, multi_contour=False, num_workers=1)
+    evaluator.accumulate(scoremap[None], [gt])
+    curve = evaluator.compute()["curve"]["accuracy"][100]
+    thresholds = threshold_grid(0.001)
+    assert int(thresholds[996] * 255) == 253 and int(thresholds[997] * 255) == 254
+    # Level 253 keeps both blobs and the larger (254) one is the box; at level 254, 254 > 254 is
+    # false and the 255 blob is alone.
+    assert curve[996] == 0.0 and curve[997] == 100.0 and curve[999] == 100.0
+
+
+@pytest.mark.parametrize("multi_contour", [False, True])
+def test_box_evaluator_equals_the_per_threshold_reference(multi_contour):
+    rng = np.random.default_rng(0)
+    maps = smooth_maps(rng, 12, 48)
+    maps[0] = 0.0
+    maps[1] = rng.random((48, 48))  # noise: many small contours and holes
+    gts = random_boxes(rng, 12, 48)
+    ious = (30, 50, 70)
+    evaluator = BoxEvaluator(iou_thresholds=ious, interval=0.01, multi_contour=multi_contour, num_workers=1)
+    evaluator.accumulate(maps[:5], gts[:5])
+    evaluator.accumulate(maps[5:], gts[5:])
+    reference = reference_box_hits(maps, gts, 0.01, ious, multi_contour)
+    result = evaluator.compute()
+    for i, d in enumerate(ious):
+        np.testing.assert_allclose(result["curve"]["accuracy"][d], reference[i] * 100.0 / len(maps))
+    assert result["num_images"] == 12
+    assert result["MaxBoxAccV2"] == pytest.approx(np.mean(list(result["MaxBoxAcc"].values())))
+
+
+def test_box_evaluator_fine_interval_equals_reference():
+    rng = np.random.default_rng(1)
+    maps = smooth_maps(rng, 2, 64).astype(np.float32)
+    gts = random_boxes(rng, 2, 64)
+    evaluator = BoxEvaluator(interval=0.001, multi_contour=True, num_workers=1)
+    evaluator.accumulate(maps, gts)
+    reference = reference_box_hits(maps, gts, 0.001, (30, 50, 70), True)
+    np.testing.assert_allclose(evaluator.compute()["curve"]["accuracy"][50], reference[1] * 50.0)
+
+
+def test_box_evaluator_worker_pool_gives_the_same_counts():
+    rng = np.random.default_rng(2)
+    maps = smooth_maps(rng, 40, 32)
+    gts = random_boxes(rng, 40, 32)
+    results = []
+    for workers in (1, 2):
+        evaluator = BoxEvaluator(interval=0.01, num_workers=workers)
+        for start in range(0, 40, 8):
+            evaluator.accumulate(maps[start : start + 8], gts[start : start + 8])
+        results.append(evaluator.compute())
+    for d in (30, 50, 70):
+        np.testing.assert_array_equal(results[0]["curve"]["accuracy"][d], results[1]["curve"]["accuracy"][d])
+    assert results[1]["num_images"] == 40
+
+
+def test_accuracy_at_a_threshold_of_the_grid():
+    rng = np.random.default_rng(3)
+    evaluator = BoxEvaluator(interval=0.01, num_workers=1)
+    evaluator.accumulate(smooth_maps(rng, 5, 32), random_boxes(rng, 5, 32))
+    curve = evaluator.compute()["curve"]
+    assert evaluator.accuracy_at(0.37) == {d: curve["accuracy"][d][37] for d in (30, 50, 70)}
+    with pytest.raises(ValueError, match="grid"):
+        evaluator.accuracy_at(0.375)
+
+
+def test_box_evaluator_rejects_bad_input():
+    evaluator = BoxEvaluator(num_workers=1)
+    with pytest.raises(DataError):
+        evaluator.compute()
+    bad = np.zeros((1, 8, 8))
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        evaluator.accumulate(bad, [np.array([[0, 0, 1, 1]])])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        evaluator.accumulate(np.full((1, 8, 8), 1.5), [np.array([[0, 0, 1, 1]])])
+    with pytest.raises(ValueError):
+        evaluator.accumulate(np.zeros((2, 8, 8)), [np.array([[0, 0, 1, 1]])])
+    with pytest.raises(ValueError):
+        BoxEvaluator(iou_thresholds=(0.5,))
+
+
+def test_torch_tensors_are_accepted():
+    torch = pytest.importorskip("torch")
+    scoremap = torch.zeros(1, 10, 10)
+    scoremap[0, 2:5, 2:5] = 1.0
+    evaluator = BoxEvaluator(iou_thresholds=(50,), interval=0.5, num_workers=1)
+    evaluator.accumulate(scoremap, [torch.tensor([[2.0, 2.0, 5.0, 5.0]])])
+    assert evaluator.compute()["MaxBoxAcc"][50] == 100.0
+
+
+# ----------------------------------------------------------------------------- PxAP / PIoU
+
+
+def reference_pxap(maps, gt_masks, ignore_masks, interval):
+    """wsolevaluation's MaskEvaluator arithmetic with np.histogram, plus BAS's PIoU."""
+    edges = np.append(np.arange(0, 1, interval), [1.0, 2.0, 3.0])
+    true_hist = np.zeros(len(edges) - 1)
+    false_hist = np.zeros(len(edges) - 1)
+    for m, g, ig in zip(maps, gt_masks, ignore_masks):
+        label = g.astype(np.uint8) + 255 * (ig & ~g).astype(np.uint8)
+        true_hist += np.histogram(m[label == 1], bins=edges)[0]
+        false_hist += np.histogram(m[label == 0], bins=edges)[0]
+    tp = true_hist[::-1].cumsum()
+    fn = true_hist.sum() - tp
+    fp = false_hist[::-1].cumsum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = tp / (tp + fp)
+    recall = tp / (tp + fn)
+    pxap = (precision[1:] * np.diff(recall))[((tp + fp) != 0)[1:]].sum() * 100
+    return pxap, (tp / (tp + fp + fn)).max() * 100
+
+
+def test_mask_evaluator_by_hand():
+    scoremap = np.array([[[0.9, 0.6], [0.3, 0.1]]])
+    gt = np.array([[[True, False], [True, False]]])  # positives 0.9 and 0.3, negatives 0.6 and 0.1
+    evaluator = MaskEvaluator(interval=0.25)
+    evaluator.accumulate(scoremap, gt)
+    result = evaluator.compute()
+    # score >= 0.75: P 1, R 1/2;  >= 0.5: P 1/2, R 1/2;  >= 0.25: P 2/3, R 1;  >= 0: P 1/2, R 1.
+    assert result["PxAP"] == pytest.approx(100 * (1 * 0.5 + (2 / 3) * 0.5))
+    # IoU 1/2, 1/3, 2/3, 1/2.
+    assert result["PIoU"] == pytest.approx(100 * 2 / 3)
+    assert result["PIoU_threshold"] == pytest.approx(0.25)
+    curve = result["curve"]
+    np.testing.assert_allclose(curve["thresholds"], [0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(curve["precision"], [0.5, 2 / 3, 0.5, 1, 0])
+    np.testing.assert_allclose(curve["recall"], [1, 1, 0.5, 0.5, 0])
+
+
+def test_mask_evaluator_ignores_the_ignore_region_but_not_the_foreground():
+    scoremap = np.array([[[0.9, 0.6], [0.3, 0.1]]])
+    gt = np.array([[[True, False], [True, False]]])
+    ignore = np.array([[[False, True], [True, False]]])  # the 0.6 negative and the 0.3 positive
+    evaluator = MaskEvaluator(interval=0.25)
+    evaluator.accumulate(scoremap, gt, ignore)
+    result = evaluator.compute()
+    # Negatives: 0.1 only; the 0.3 pixel stays positive.  >= 0.75: P 1, R 1/2;  >= 0.25: P 1, R 1.
+    assert result["PxAP"] == pytest.approx(100.0)
+    assert result["PIoU"] == pytest.approx(100.0)
+
+
+def test_mask_evaluator_equals_the_histogram_reference():
+    rng = np.random.default_rng(4)
+    maps = smooth_maps(rng, 6, 40)
+    gt = maps + rng.normal(0, 0.2, maps.shape) > 0.5
+    ignore = rng.random(maps.shape) < 0.1
+    evaluator = MaskEvaluator(interval=0.001)
+    evaluator.accumulate(maps[:3], gt[:3], ignore[:3])
+    evaluator.accumulate(maps[3:], gt[3:], ignore[3:])
+    result = evaluator.compute()
+    pxap, piou = reference_pxap(maps, gt, ignore, 0.001)
+    assert result["PxAP"] == pxap
+    assert result["PIoU"] == pytest.approx(piou, abs=1e-12)
+
+
+def test_mask_evaluator_without_positive_pixels():
+    evaluator = MaskEvaluator(interval=0.1)
+    evaluator.accumulate(np.zeros((1, 4, 4)), np.zeros((1, 4, 4), dtype=bool))
+    with pytest.raises(DataError, match="positive"):
+        evaluator.compute()
