@@ -128,7 +128,7 @@ def save_model(path: str | Path, model: nn.Module, *, class_names: Sequence[str]
                      threshold=threshold, top_k=top_k, input_size=input_size, resize_size=resize_size,
                      mean=mean, std=std, config=config, metrics=metrics, extra=extra)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
-    document = json.dumps({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **meta})
+    document = json.dumps(meta)  # carries the format name and version
     with atomic_path(path) as tmp:
         safetensors.torch.save_file(tensors, str(tmp), metadata={METADATA_KEY: document})
     return meta

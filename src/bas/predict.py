@@ -155,7 +155,8 @@ class Localizer:
         model: a :class:`bas.models.BASModel` (or any module with the same ``forward`` contract).
         input_size: network input side ``C``; resize_size: side ``R`` resized to before the crop.
         mean, std: input normalisation. class_names: one name per class, or None.
-        threshold, top_k: defaults of :meth:`predict`. device: where the model runs.
+        threshold, top_k: defaults of :meth:`predict`. device: where the model runs (the model is
+            moved there and put in eval mode).
     """
 
     def __init__(self, model: nn.Module, *, input_size: int = 224, resize_size: int | None = None,

@@ -10,8 +10,7 @@ from bas.errors import BASError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("explore", help="cross-entropy and activations of masked features as the object mask "
-                                       "is eroded / dilated (the paper's motivation figure)",
+    p = sub.add_parser("explore", help="the CVPR paper's exploratory experiment (CE and activations vs mask area)",
                        description="For each image with a ground-truth mask (or box), erode and dilate the mask "
                                    "with 5n x 5n kernels (n = 1..K) at the input resolution, downsample each mask "
                                    "to the mid-level feature map by area averaging, and record the cross-entropy "

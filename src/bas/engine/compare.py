@@ -158,28 +158,28 @@ def train_and_evaluate(method: str, cfg: dict[str, Any], *, device: str = "cpu",
 
 
 def summarize(runs: list[RunResult]) -> dict[str, dict[str, Any]]:
-    """Per method: the seeds and, for every table metric and MaxBoxAcc at each IoU, mean / std / values.
-
-    ``std`` is the sample standard deviation over seeds (0 for a single seed).
-    """
+    """Per method: the seeds, the chosen thresholds and, for every metric of :func:`run_metrics`,
+    ``{"mean", "std", "values"}`` over seeds (``std``: sample standard deviation, 0 for one seed)."""
     summary: dict[str, dict[str, Any]] = {}
     for method in dict.fromkeys(r.method for r in runs):
-        mine = [r for r in runs if r.method == method]
-        entry: dict[str, Any] = {"seeds": [r.seed for r in mine]}
-        keys = [k for k, _ in TABLE_METRICS] + [f"MaxBoxAcc@{d}" for d in mine[0].result.get("MaxBoxAcc", {})]
-        for key in keys:
-            values = [_metric(r.result, key) for r in mine]
-            entry[key] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1
-                          else 0.0, "values": values}
-        entry["threshold"] = [float(r.result["threshold"]) for r in mine]
+        mine = [run_metrics(r.result) for r in runs if r.method == method]
+        entry: dict[str, Any] = {"seeds": [r.seed for r in runs if r.method == method],
+                                 "threshold": [float(r.result["threshold"]) for r in runs if r.method == method]}
+        for key in mine[0]:
+            values = [m[key] for m in mine]
+            std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            entry[key] = {"mean": float(np.mean(values)), "std": std, "values": values}
         summary[method] = entry
     return summary
 
 
-def _metric(result: dict[str, Any], key: str) -> float:
-    if key.startswith("MaxBoxAcc@"):
-        return float(result["MaxBoxAcc"][key.split("@", 1)[1]])
-    return float(result[key])
+def run_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numbers a benchmark reports from one evaluation: the table's metrics, MaxBoxAcc at each
+    IoU (``MaxBoxAcc@50`` ...) and PxAP / PIoU where masks exist."""
+    flat = {key: float(result[key]) for key, _ in TABLE_METRICS}
+    flat.update({f"MaxBoxAcc@{iou}": float(v) for iou, v in result.get("MaxBoxAcc", {}).items()})
+    flat.update({key: float(result[key]) for key in ("PxAP", "PIoU") if key in result})
+    return flat
 
 
 def format_table(summary: dict[str, dict[str, Any]], markdown: bool = False) -> str:
@@ -299,8 +299,7 @@ def run_benchmark(bench: Benchmark, output: str | Path, *, overrides: list[str] 
         "methods": summary,
         "runs": [{"method": r.method, "seed": r.seed, "checkpoint": str(r.checkpoint), "reused": r.reused,
                   "train_seconds": r.train_seconds, "eval_seconds": r.eval_seconds,
-                  "metrics": {k: r.result.get(k) for k in ("top1_cls", "gt_known_loc", "top1_loc", "MaxBoxAccV2",
-                                                           "MaxBoxAcc", "threshold")}}
+                  "threshold": float(r.result["threshold"]), "metrics": run_metrics(r.result)}
                  for r in runs],
         "configs": configs,
         "files": {"markdown": str(output / "results.md"), "figure": str(figure)},
