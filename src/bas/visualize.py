@@ -80,6 +80,7 @@ def save_grid(path: str | Path, images: Sequence, heatmaps: Sequence, pred_boxes
               titles: Sequence[str] | None = None, columns: int = 4, with_raw: bool = True) -> Path:
     """Qualitative grid: for each sample the image with its boxes and, beside it, the heatmap overlay."""
     n = len(images)
+    columns = max(1, min(columns, n))
     per = 2 if with_raw else 1
     cols = columns * per
     rows = max(1, -(-n // columns))
@@ -101,8 +102,9 @@ def save_curve(path: str | Path, thresholds: np.ndarray, curves: dict[str, np.nd
                ylabel: str = "accuracy (%)", title: str | None = None) -> Path:
     """Accuracy-vs-threshold curves, one line per entry of ``curves``."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, values in curves.items():
-        ax.plot(thresholds, values, label=name)
+    styles = ("-", "--", ":", "-.")
+    for i, (name, values) in enumerate(curves.items()):  # dashes keep overlapping curves visible
+        ax.plot(thresholds, values, styles[i % len(styles)], label=name, linewidth=1.8 - 0.3 * (i % 3))
     ax.set_xlabel("threshold")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)

@@ -237,7 +237,10 @@ class Trainer:
             return
         kept = []
         for line in path.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short when the run was killed
+                continue
             if record.get("kind") == "epoch" and record["epoch"] > self.epoch:
                 continue
             if record.get("kind") == "train" and record["step"] > self.step:
