@@ -23,7 +23,7 @@ from bas.errors import ConfigError
 def fake_run(method: str, seed: int, maxbox: float, gt_known: float = 50.0) -> RunResult:
     result = {"top1_cls": 90.0, "gt_known_loc": gt_known, "top1_loc": gt_known - 5, "MaxBoxAccV2": maxbox,
               "MaxBoxAcc": {30: maxbox + 10, 50: maxbox, 70: maxbox - 10}, "threshold": 0.25}
-    return RunResult(method, seed, Path("."), Path("x"), result, 1.0, 1.0, False)
+    return RunResult(method, seed, Path("."), Path("x"), result, 1.0, 1.0, 1.0, False)
 
 
 def test_summary_is_mean_and_sample_std_over_seeds():

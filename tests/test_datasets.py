@@ -382,6 +382,13 @@ def test_image_folder_with_box_csv(tmp_path: Path):
     assert ds[1]["boxes"].shape == (0, 4)
     assert len(build_dataset("folder", tmp_path, "train", None)) == 4
 
+    # one CSV may serve every split: another split's lines are skipped, not errors
+    shared = _lines(tmp_path / "all.csv", ["train/cat/a.png,1,1,9,9", "test/dog/a.png,2,2,8,8", "dog/sub/b.webp,3,3,7,7"])
+    train = ImageFolderDataset(tmp_path, "train", boxes_csv=shared)
+    assert [len(r.boxes) for r in train.records] == [1, 0, 0, 1]  # cat/a.png and dog/sub/b.webp
+    test = ImageFolderDataset(tmp_path, "test", boxes_csv=shared)
+    assert [len(r.boxes) for r in test.records] == [1, 1]
+
     _lines(csv, ["dog/a.png,1,2,30,20", "dog/missing.png,1,2,3,4"])  # no header this time
     with pytest.raises(DataError, match=r"boxes\.csv:2: unknown image id"):
         ImageFolderDataset(tmp_path, "test", boxes_csv=csv)

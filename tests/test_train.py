@@ -209,8 +209,15 @@ def test_two_epochs_validate_keep_best_and_log(data_root, tmp_path):
 
 def test_tensorboard_events(data_root, tmp_path):
     pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     train(tiny_config(data_root, tmp_path, "train.max_steps=2", "eval.every=0"), progress=False, device="cpu")
-    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    logged, log = events.Scalars("train/loss"), read_log(tmp_path)
+    assert [e.step for e in logged] == [r["step"] for r in log] == [1, 2]
+    assert [e.value for e in logged] == pytest.approx([r["loss"] for r in log], rel=1e-6)
+    assert {"train/bas", "train/lr", "train/data_wait"} <= set(events.Tags()["scalars"])
 
 
 # ----------------------------------------------------------------------------- failures

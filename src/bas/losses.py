@@ -47,7 +47,7 @@ def loss_spec(variant: str, arch: str | None = None) -> BASLossSpec:
 
 def bas_term(fg_score: torch.Tensor, bg_score: torch.Tensor, spec: BASLossSpec) -> torch.Tensor:
     """Per-sample background activation ratio ``S_bg / (S + eps)`` with the variant's clip, (B,)."""
-    s, s_bg = fg_score.detach(), bg_score
+    s, s_bg = fg_score.detach().float(), bg_score.float()  # float32: EPS vanishes in fp16
     if spec.relu:
         s, s_bg = F.relu(s), F.relu(s_bg)
     ratio = s_bg / (s + EPS)

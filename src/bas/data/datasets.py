@@ -634,19 +634,23 @@ class ImageFolderDataset(WSOLDataset):
                 image_id = f"{name}/{rel}"
                 records.append(Record(image_id, folder / image_id, index[name]))
         if boxes_csv is not None:
-            records = self._attach_boxes(records, Path(boxes_csv), split, _Problems(problems))
+            records = self._attach_boxes(records, Path(boxes_csv), root, split, _Problems(problems))
         super().__init__(records, classes, transform)
 
     @staticmethod
     def _attach_boxes(
-        records: list[Record], path: Path, split: str | None, report: _Problems
+        records: list[Record], path: Path, root: Path, split: str | None, report: _Problems
     ) -> list[Record]:
+        """Boxes of this split's images; lines of another split's images (one CSV may serve all) are skipped."""
         table = _read_box_csv(path, report)
         known = {r.image_id for r in records}
+        others = [s for s in SPLITS if s != split and (root / s).is_dir()]
         by_id: dict[str, tuple[list[list[float]], int]] = {}
         for key, entry in table.items():
             image_id = key[len(split) + 1 :] if split and key.startswith(f"{split}/") else key
             if image_id not in known:
+                if any(key.startswith(f"{s}/") or (root / s / key).is_file() for s in others):
+                    continue
                 report.report(f"unknown image id {key!r}", path, entry[1])
                 continue
             by_id[image_id] = entry

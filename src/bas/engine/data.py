@@ -56,15 +56,13 @@ class EpochSampler(Sampler):
         seed: the run's seed; epoch ``e`` is shuffled with ``(seed, e)``.
         rank, world_size: this process's shard: positions ``rank, rank + world_size, ...`` of the
             epoch's order, after dropping the tail that does not divide evenly.
-        shuffle: shuffle (training) or keep the dataset order.
         multiple_of: each shard is cut to a multiple of this (the per-rank samples of one
             optimiser step), so an epoch is a whole number of steps on every rank.
     """
 
-    def __init__(self, size: int, *, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True,
-                 multiple_of: int = 1):
+    def __init__(self, size: int, *, seed: int, rank: int = 0, world_size: int = 1, multiple_of: int = 1):
         self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
-        self.shuffle, self.multiple_of = shuffle, max(1, multiple_of)
+        self.multiple_of = max(1, multiple_of)
         self.epoch = 0
         self.start = 0  # position (in this rank's shard) to start from
 
@@ -79,11 +77,8 @@ class EpochSampler(Sampler):
         return per_rank - per_rank % self.multiple_of
 
     def _shard(self) -> list[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.size, generator=g).tolist()
-        else:
-            order = list(range(self.size))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.size, generator=g).tolist()
         return order[self.rank::self.world_size][:self.shard_size]
 
     def __len__(self) -> int:
