@@ -40,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"bas.commands.{name}")
-        except ModuleNotFoundError as exc:  # a command whose module is not there yet
-            if exc.name == f"bas.commands.{name}":
-                continue
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"bas.commands.{name}").add_parser(sub)
     return parser
 
 

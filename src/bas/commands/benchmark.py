@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("benchmark", help="compare CAM and BAS under the same budget (e.g. on the synthetic data)",
                        description="Trains every method of a benchmark (CAM and BAS) over several seeds with the "
                                    "same backbone, data, input size and epochs, evaluates each on the test split "
-                                   "with the threshold and checkpoint chosen on val, and writes the table "
+                                   "with the threshold chosen on val, and writes the table "
                                    "(mean ± std over seeds) as results.json and results.md plus comparison.png, "
                                    "the same test images under every method. Finished runs found in the output "
                                    "folder with the same config are reused.")
@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bas.engine.compare import format_table, load_benchmark, run_benchmark
+    from bas.engine.compare import checkpoint_words, format_table, load_benchmark, run_benchmark
     from bas.errors import ConfigError
 
     bench = load_benchmark(args.benchmark, quick=args.quick)
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     document = run_benchmark(bench, output, overrides=overrides, device=resolve_device(args.device),
                              progress=not args.no_progress, reuse=not args.rerun)
     print()
-    print(f"test split, mean ± std over {bench.seeds} seed(s) (thresholds and checkpoints chosen on val):")
+    print(f"test split, {checkpoint_words(bench)}, thresholds chosen on val; mean ± std over {bench.seeds} seed(s):")
     print(format_table(document["methods"]))
     print()
     print(f"wall time {document['wall_seconds']:.0f} s")

@@ -4,6 +4,7 @@ A *benchmark* is a YAML file (shipped ones live in ``configs/benchmark/``)::
 
     seeds: 3              # training seeds 0 .. seeds-1
     figure_images: 8      # test images of the side-by-side figure
+    checkpoint: final     # final: the last epoch's model | best: the best on val by eval.select_metric
     common: {...}         # a training config (keys of default.yaml) shared by every method
     methods:              # display name -> the method's own keys, merged over `common`
       CAM: {method: cam, ...}
@@ -11,7 +12,7 @@ A *benchmark* is a YAML file (shipped ones live in ``configs/benchmark/``)::
     quick: {seeds: 1, figure_images: 2, overrides: [key=value, ...]}   # the --quick smoke run
 
 For every method and seed the run goes through the ordinary code paths: :func:`bas.engine.train.train`
-(the checkpoint kept is the one best on the val split), then :func:`bas.engine.evaluate.evaluate_split`
+(the checkpoint evaluated is the final one or the one best on the val split), then :func:`bas.engine.evaluate.evaluate_split`
 on the test split with the threshold chosen on val. The per-seed results are aggregated as
 mean ± sample standard deviation and written as ``results.json`` and ``results.md``; ``comparison.png``
 shows the maps and boxes of every method (first seed) on the same test images.
@@ -39,7 +40,8 @@ from bas.errors import ConfigError
 #: (result key, column title) of the comparison table.
 TABLE_METRICS = (("top1_cls", "Top-1 Cls"), ("gt_known_loc", "GT-known Loc"), ("top1_loc", "Top-1 Loc"),
                  ("MaxBoxAccV2", "MaxBoxAccV2"))
-_BENCHMARK_KEYS = frozenset({"seeds", "figure_images", "common", "methods", "quick"})
+_BENCHMARK_KEYS = frozenset({"seeds", "figure_images", "checkpoint", "common", "methods", "quick"})
+CHECKPOINTS = ("final", "best")
 _RUN_FILES = ("metrics.jsonl", "last.ckpt", "best.safetensors", "model.safetensors", "test_metrics.json")
 
 
@@ -50,6 +52,7 @@ class Benchmark:
     name: str
     seeds: int
     figure_images: int
+    checkpoint: str  # "final" or "best"
     common: dict[str, Any]
     methods: dict[str, dict[str, Any]]
     quick_overrides: list[str] = field(default_factory=list)
@@ -87,10 +90,12 @@ def load_benchmark(name: str | Path, *, quick: bool = False) -> Benchmark:
         raise ConfigError(f"{path}: unknown benchmark keys {unknown}; expected {sorted(_BENCHMARK_KEYS)}")
     if not isinstance(data.get("methods"), dict) or not data["methods"]:
         raise ConfigError(f"{path}: 'methods' must map at least one method name to its settings")
+    if data.get("checkpoint", "final") not in CHECKPOINTS:
+        raise ConfigError(f"{path}: checkpoint must be one of {', '.join(CHECKPOINTS)}, got {data['checkpoint']!r}")
     quick_cfg = data.get("quick") or {}
     bench = Benchmark(name=path.stem, seeds=int(data.get("seeds", 1)),
-                      figure_images=int(data.get("figure_images", 8)), common=data.get("common") or {},
-                      methods=data["methods"])
+                      figure_images=int(data.get("figure_images", 8)), checkpoint=data.get("checkpoint", "final"),
+                      common=data.get("common") or {}, methods=data["methods"])
     if quick:
         bench.seeds = int(quick_cfg.get("seeds", 1))
         bench.figure_images = int(quick_cfg.get("figure_images", bench.figure_images))
@@ -128,9 +133,13 @@ def method_config(bench: Benchmark, method: str, *, seed: int, output: str | Pat
 # ------------------------------------------------------------------------------------------ runs
 
 
-def train_and_evaluate(method: str, cfg: dict[str, Any], *, device: str = "cpu", progress: bool = False,
-                       reuse: bool = True) -> RunResult:
-    """Train one config (or reuse its finished run) and evaluate it on the test split, threshold chosen on val."""
+def train_and_evaluate(method: str, cfg: dict[str, Any], *, checkpoint: str = "final", device: str = "cpu",
+                       progress: bool = False, reuse: bool = True) -> RunResult:
+    """Train one config (or reuse its finished run) and evaluate it on the test split, threshold chosen on val.
+
+    ``checkpoint``: ``"final"`` evaluates the last epoch's model; ``"best"`` the one best on val by
+    ``eval.select_metric`` (the final one when no validation ran).
+    """
     from bas.checkpoints import load_checkpoint
     from bas.engine.evaluate import evaluate_split
     from bas.engine.train import BEST, FINAL, train
@@ -145,14 +154,14 @@ def train_and_evaluate(method: str, cfg: dict[str, Any], *, device: str = "cpu",
         start, cpu_start = time.perf_counter(), time.process_time()
         train(cfg, progress=progress, device=device)
         train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    checkpoint = run_dir / BEST if (run_dir / BEST).is_file() else run_dir / FINAL
+    path = run_dir / BEST if checkpoint == "best" and (run_dir / BEST).is_file() else run_dir / FINAL
     start = time.perf_counter()
-    model = load_checkpoint(checkpoint, map_location=device)
+    model = load_checkpoint(path, map_location=device)
     report = evaluate_split(model, cfg, cfg["data"]["test_split"], select_on=cfg["data"]["val_split"],
                             device=device, progress=progress)
     eval_seconds = time.perf_counter() - start
     write_json(run_dir / "test_metrics.json", report.result)
-    return RunResult(method, int(cfg["train"]["seed"]), run_dir, checkpoint, report.result, train_seconds,
+    return RunResult(method, int(cfg["train"]["seed"]), run_dir, path, report.result, train_seconds,
                      train_cpu_seconds, eval_seconds, reused)
 
 
@@ -278,7 +287,8 @@ def run_benchmark(bench: Benchmark, output: str | Path, *, overrides: list[str] 
             configs.setdefault(method, cfg)
             action = "reusing the finished run" if reuse and _finished(cfg) else "training"
             log(f"[{method} seed {seed}] {action} in {cfg['train']['output_dir']}")
-            run = train_and_evaluate(method, cfg, device=device, progress=progress, reuse=reuse)
+            run = train_and_evaluate(method, cfg, checkpoint=bench.checkpoint, device=device, progress=progress,
+                                     reuse=reuse)
             runs.append(run)
             r = run.result
             log(f"[{method} seed {seed}] GT-known Loc {r['gt_known_loc']:.2f}  Top-1 Loc {r['top1_loc']:.2f}  "
@@ -336,7 +346,13 @@ def _markdown_report(bench: Benchmark, document: dict[str, Any]) -> str:
     lines = [f"# Benchmark `{bench.name}`", "",
              f"{', '.join(document['methods'])} on `{s['dataset']}` with `{s['arch']}`, {s['epochs']} epochs, "
              f"input {s['input_size']} px, batch {s['batch_size']}, {bench.seeds} seed(s); "
-             "test split, thresholds and checkpoints chosen on val; mean ± std over seeds.", "",
+             f"test split, {checkpoint_words(bench)}, threshold of the paper metrics chosen on val; "
+             "mean ± std over seeds.", "",
              format_table(document["methods"], markdown=True), "",
              f"Wall time: {document['wall_seconds']:.0f} s. Figure: `{Path(document['files']['figure']).name}`.", ""]
     return "\n".join(lines)
+
+
+def checkpoint_words(bench: Benchmark) -> str:
+    """How the benchmark picks the evaluated checkpoint, in words."""
+    return "final checkpoints" if bench.checkpoint == "final" else "checkpoints chosen on val"
