@@ -16,10 +16,11 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert metrics["selected_on"]["split"] == "val"
     assert metrics["threshold"] == metrics["selected_on"]["threshold"]
     assert (out / "results" / "qualitative.png").stat().st_size > 0
-    assert (out / "run" / "model.safetensors").is_file() and (out / "run" / "config.yaml").is_file()
+    assert (out / "run" / "best.safetensors").is_file() and (out / "run" / "config.yaml").is_file()
+    assert metrics["checkpoint"].endswith("model.safetensors")
 
     # the evaluate command on the demo's checkpoint reproduces the demo's numbers
-    code = main(["evaluate", "--checkpoint", str(out / "run" / "best.safetensors"), "--data", str(out / "data"),
+    code = main(["evaluate", "--checkpoint", str(out / "run" / "model.safetensors"), "--data", str(out / "data"),
                  "--select-on", "val", "--output", str(tmp_path / "eval"), "--no-progress", "--workers", "0"])
     assert code == 0
     again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
