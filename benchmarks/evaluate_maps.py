@@ -24,10 +24,9 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 
-import cv2
 import numpy as np
 
-from bas.metrics import BoxEvaluator, box_iou
+from bas.metrics import BoxEvaluator, reference_box_hits
 
 SIZE = 224
 BATCH = 256
@@ -60,37 +59,6 @@ def smooth_maps(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[np.n
             gt.append([box[0], box[1], max(box[0], box[2]), max(box[1], box[3])])
         boxes.append(np.array(gt))
     return maps, boxes
-
-
-def reference_hits(
-    maps: np.ndarray,
-    gts: list[np.ndarray],
-    interval: float,
-    iou_thresholds: tuple[int, ...],
-    multi_contour: bool,
-) -> np.ndarray:
-    """Hit counts (n_iou, n_thr), one threshold at a time as wsolevaluation's evaluation.py does."""
-    thresholds = np.arange(0, 1, interval)
-    hits = np.zeros((len(iou_thresholds), len(thresholds)), dtype=np.int64)
-    for scoremap, gt in zip(maps, gts):
-        height, width = scoremap.shape
-        image = np.expand_dims((scoremap.astype(np.float64) * 255).astype(np.uint8), 2)
-        for j, t in enumerate(thresholds):
-            _, binary = cv2.threshold(image, int(t * np.max(image)), 255, cv2.THRESH_BINARY)
-            contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
-            if len(contours) == 0:
-                boxes = [[0, 0, 0, 0]]
-            else:
-                if not multi_contour:
-                    contours = [max(contours, key=cv2.contourArea)]
-                boxes = []
-                for contour in contours:
-                    x, y, w, h = cv2.boundingRect(contour)
-                    boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
-            best = box_iou(np.array(boxes), gt).max()
-            for i, d in enumerate(iou_thresholds):
-                hits[i, j] += best >= d / 100
-    return hits
 
 
 def cpu_seconds() -> float:
@@ -157,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     sub_maps, sub_gts = smooth_maps(np.random.default_rng(args.seed), subset)  # the first maps again
     sub_result, one_time, one_cpu = run_fast([(sub_maps, sub_gts)], args, 1)
     start, cpu = time.perf_counter(), cpu_seconds()
-    hits = reference_hits(sub_maps, sub_gts, args.interval, args.iou, not args.single_contour)
+    hits = reference_box_hits(sub_maps, sub_gts, args.interval, args.iou, not args.single_contour)
     ref_time, ref_cpu = time.perf_counter() - start, cpu_seconds() - cpu
     print(
         f"fast, {subset} maps, 1 process: {one_time:.2f} s wall ({1000 * one_time / subset:.2f} ms/map), "

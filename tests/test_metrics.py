@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
@@ -15,6 +14,7 @@ from bas.metrics import (
     localization_accuracy,
     per_class_accuracy,
     quantize_maps,
+    reference_box_hits,
     threshold_grid,
     topk_correct,
 )
@@ -78,31 +78,6 @@ def test_localization_accuracy_per_image_and_class_balanced():
 
 
 # ----------------------------------------------------------------------------- MaxBoxAcc
-
-
-def reference_box_hits(maps, gts, interval, iou_thresholds, multi_contour):
-    """wsolevaluation's procedure transcribed literally: one cv2.threshold + findContours per threshold."""
-    thresholds = np.arange(0, 1, interval)
-    hits = np.zeros((len(iou_thresholds), len(thresholds)), dtype=np.int64)
-    for scoremap, gt in zip(maps, gts):
-        height, width = scoremap.shape
-        image = np.expand_dims((np.asarray(scoremap, dtype=np.float64) * 255).astype(np.uint8), 2)
-        for j, t in enumerate(thresholds):
-            _, binary = cv2.threshold(image, int(t * np.max(image)), 255, cv2.THRESH_BINARY)
-            contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
-            if len(contours) == 0:
-                boxes = [[0, 0, 0, 0]]
-            else:
-                if not multi_contour:
-                    contours = [max(contours, key=cv2.contourArea)]
-                boxes = []
-                for c in contours:
-                    x, y, w, h = cv2.boundingRect(c)
-                    boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
-            best = box_iou(np.array(boxes), gt).max()
-            for i, d in enumerate(iou_thresholds):
-                hits[i, j] += best >= d / 100
-    return hits
 
 
 def smooth_maps(rng, n, size):

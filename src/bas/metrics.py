@@ -553,3 +553,31 @@ class MaskEvaluator:
                 "iou": iou[ascending].copy(),
             },
         }
+
+
+def reference_box_hits(maps: Any, gts: Sequence[Any], interval: float, iou_thresholds: Sequence[int],
+                       multi_contour: bool) -> np.ndarray:
+    """Hit counts (n_iou, n_thr) by wsolevaluation's procedure, literally: one ``cv2.threshold`` and
+    one ``findContours`` per threshold. Slow; kept as the reference :class:`BoxEvaluator` is
+    verified and benchmarked against."""
+    thresholds = np.arange(0, 1, interval)
+    hits = np.zeros((len(iou_thresholds), len(thresholds)), dtype=np.int64)
+    for scoremap, gt in zip(maps, gts):
+        height, width = scoremap.shape
+        image = np.expand_dims((np.asarray(scoremap, dtype=np.float64) * 255).astype(np.uint8), 2)
+        for j, t in enumerate(thresholds):
+            _, binary = cv2.threshold(image, int(t * np.max(image)), 255, cv2.THRESH_BINARY)
+            contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+            if len(contours) == 0:
+                boxes = [[0, 0, 0, 0]]
+            else:
+                if not multi_contour:
+                    contours = [max(contours, key=cv2.contourArea)]
+                boxes = []
+                for c in contours:
+                    x, y, w, h = cv2.boundingRect(c)
+                    boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
+            best = box_iou(np.array(boxes), gt).max()
+            for i, d in enumerate(iou_thresholds):
+                hits[i, j] += best >= d / 100
+    return hits
