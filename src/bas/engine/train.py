@@ -467,7 +467,7 @@ class Trainer:
                 if self._validation_due():
                     record.update(self._validate_and_keep_best())
                 self.log(record)
-                if self.progress:
+                if self.env.is_main:  # one summary line per epoch, with or without progress bars
                     tqdm.write(f"epoch {self.epoch}: " + "  ".join(
                         f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)))
                 self.save_state()
