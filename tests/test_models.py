@@ -146,3 +146,12 @@ def test_bad_labels_are_refused():
         model(x, torch.tensor([0]))
     with pytest.raises(ValueError, match="integer"):
         model(x, torch.tensor([0.0, 1.0]))
+
+
+def test_public_api_names():
+    import bas.checkpoints
+    import bas.predict
+
+    assert bas.load_checkpoint is bas.checkpoints.load_checkpoint
+    assert bas.save_model is bas.checkpoints.save_model
+    assert bas.Localizer is bas.predict.Localizer
