@@ -68,7 +68,7 @@ def test_method_configs_share_everything_but_the_method(tmp_path):
     assert cam["model"]["arch"] == bas["model"]["arch"] == "resnet34"
     for section in ("data", "eval"):
         assert cam[section] == bas[section]
-    for key in ("epochs", "decay_every", "momentum", "weight_decay", "lr_mult"):
+    for key in ("lr", "epochs", "decay_every", "momentum", "weight_decay"):
         assert cam["optim"][key] == bas["optim"][key]
     assert cam["data"]["root"].startswith(str(tmp_path / "data" / "synthetic-"))
     assert cam["train"]["seed"] == bas["train"]["seed"] == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -166,3 +168,27 @@ def test_cam_recipes_load_and_build(recipe):
     with torch.device("meta"):
         model = build_cam_model(cfg["model"]["arch"], 200, hidden=cfg["model"]["hidden"])
     assert isinstance(model, CAMModel)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_cam_models_export(tmp_path, fmt):
+    from bas.export import export_model
+    from bas.localization import localization_maps
+
+    if fmt == "onnx":
+        pytest.importorskip("onnx")
+        ort = pytest.importorskip("onnxruntime")
+    model = build_cam_model("resnet18", 3, hidden=8).eval()
+    path = export_model(model, tmp_path / f"cam.{fmt}", fmt, top_k=2, input_size=64)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x, top_k=2)
+        expected = (out.logits, localization_maps(out.fg_map, 64))
+        if fmt == "onnx":
+            got = [torch.from_numpy(a) for a in ort.InferenceSession(str(path)).run(None, {"images": x.numpy()})]
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+                got = torch.jit.load(str(path))(x)
+    for g, e in zip(got, expected):
+        assert torch.allclose(g, e, atol=1e-4)

@@ -31,6 +31,7 @@ from torch import nn
 
 from bas.io import atomic_path
 from bas.localization import localization_maps
+from bas.models.cam import CAMModel
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 17
@@ -41,7 +42,7 @@ TORCHSCRIPT_METADATA_FILE = "bas.json"
 
 
 class InferenceModule(nn.Module):
-    """The inference path of a :class:`~bas.models.BASModel` as a plain tensor-to-tuple module.
+    """The inference path of a :class:`~bas.models.BASModel` (or a CAM model) as a plain tensor-to-tuple module.
 
     ``forward(images) -> (logits (B, K), maps (B, S, S))``: no labels, no training branch, no
     dataclass, so it traces and exports.
@@ -57,6 +58,9 @@ class InferenceModule(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         model = self.model
+        if isinstance(model, CAMModel):  # the CAM baseline: its forward has no training branch
+            out = model(images, top_k=self.top_k)
+            return out.logits, localization_maps(out.fg_map, self.map_size)
         feat = model.mid(images)
         logits = model.classifier(model.head(feat)).mean(dim=(2, 3))
         fused = model.select_maps(model.generator(feat), logits, None, self.top_k)
