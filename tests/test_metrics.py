@@ -227,6 +227,163 @@ def test_box_evaluator_worker_pool_gives_the_same_counts():
     assert results[1]["num_images"] == 40
 
 
+def test_box_evaluator_worker_pool_in_chunks_and_after_compute():
+    rng = np.random.default_rng(5)
+    maps = smooth_maps(rng, 170, 16).astype(np.float32)
+    gts = random_boxes(rng, 170, 16)
+    single = BoxEvaluator(interval=0.01, num_workers=1)
+    single.accumulate(maps, gts)
+    expected = single.compute()["curve"]["accuracy"]
+    pooled = BoxEvaluator(interval=0.01, num_workers=2)
+    for start in range(0, 150, 25):  # full chunks go to the pool while batches keep coming
+        pooled.accumulate(maps[start : start + 25], gts[start : start + 25])
+    assert pooled.num_images == 150
+    first = pooled.compute()
+    assert first["num_images"] == 150 and pooled._pool is None
+    pooled.accumulate(maps[150:], gts[150:])  # results so far, then more maps
+    result = pooled.compute()
+    assert result["num_images"] == 170
+    for d in (30, 50, 70):
+        np.testing.assert_array_equal(result["curve"]["accuracy"][d], expected[d])
+
+
+def test_box_evaluator_close_stops_the_pool():
+    rng = np.random.default_rng(6)
+    evaluator = BoxEvaluator(interval=0.01, num_workers=2)
+    evaluator.accumulate(smooth_maps(rng, 70, 16), random_boxes(rng, 70, 16))
+    assert evaluator._pool is not None
+    evaluator.close()
+    assert evaluator._pool is None
+
+
+def test_box_evaluator_pool_after_opencv_started_its_threads():
+    """Workers forked from a process whose OpenCV thread pool runs must not wait on it forever."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = """
+import cv2, numpy as np
+from bas.metrics import BoxEvaluator
+big = np.random.rand(1500, 1500).astype(np.float32)
+for _ in range(3):
+    cv2.GaussianBlur(big, (21, 21), 0)  # starts OpenCV's worker threads in this process
+rng = np.random.default_rng(0)
+maps = rng.random((80, 16, 16))
+evaluator = BoxEvaluator(interval=0.01, num_workers=2)
+evaluator.accumulate(maps, [np.array([[0, 0, 7, 7]])] * 80)
+print(evaluator.compute()["num_images"])
+"""
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the script and its workers
+        process.communicate()
+        pytest.fail("the evaluator's workers hung")
+    assert process.returncode == 0, err
+    assert out.strip() == "80"
+
+
+def adversarial_maps(rng, size):
+    """Maps that stress the level-skipping logic: holes, rings, equal maxima, plateaus, merges, noise."""
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+    maps = []
+    for _ in range(3):  # rings: a hole at high levels, with a bump or a dip inside
+        cx, cy = rng.uniform(0.3, 0.7, 2)
+        r = np.hypot(xx - cx, yy - cy)
+        ring = np.exp(-((r - rng.uniform(0.15, 0.3)) ** 2) / 0.005)
+        maps.append(ring + rng.uniform(-0.5, 0.8) * np.exp(-(r**2) / 0.003))
+    two = np.exp(-((xx - 0.25) ** 2 + (yy - 0.5) ** 2) / 0.01) + np.exp(-((xx - 0.75) ** 2 + (yy - 0.5) ** 2) / 0.01)
+    maps.append(two)  # two maxima of exactly the same value
+    maps.append(np.round(smooth_maps(rng, 1, size)[0] * 6) / 6)  # wide plateaus, several at the top
+    maps.append(np.kron(rng.random((size // 8, size // 8)), np.ones((8, 8))))  # blocks: equal-valued plateaus
+    low = rng.random((size // 8 + 1, size // 8 + 1))
+    maps.append(np.asarray(  # bilinear upsampling of a coarse map, like a network's score map
+        __import__("cv2").resize(low, (size, size), interpolation=__import__("cv2").INTER_LINEAR)
+    ))
+    maps.append(smooth_maps(rng, 1, size)[0] + 0.05 * rng.random((size, size)))  # smooth plus noise
+    checker = ((np.arange(size)[:, None] // 3 + np.arange(size)[None] // 3) % 2).astype(float)
+    maps.append(checker * 0.5 + 0.5 * smooth_maps(rng, 1, size)[0])  # many diagonal touches
+    frame = np.zeros((size, size))
+    frame[2:-2, 2:-2] = 1.0
+    frame[5:-5, 5:-5] = 0.3
+    frame[size // 2, size // 2] = 0.9  # a hole with an island in it
+    maps.append(frame)
+    out = []
+    for m in maps:
+        m = np.asarray(m, dtype=np.float64)
+        m = (m - m.min()) / (m.max() - m.min())
+        out.append(m * rng.choice([1.0, 0.8]))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("multi_contour", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_box_evaluator_equals_the_reference_on_adversarial_maps(multi_contour, seed):
+    rng = np.random.default_rng(100 + seed)
+    size = 32
+    maps = adversarial_maps(rng, size)
+    gts = random_boxes(rng, len(maps), size)
+    gts[0] = np.array([[0.0, 0.0, size - 1.0, size - 1.0]])  # large boxes keep low levels in play
+    ious = (10, 30, 50, 70, 90)
+    evaluator = BoxEvaluator(iou_thresholds=ious, interval=0.001, multi_contour=multi_contour, num_workers=1)
+    evaluator.accumulate(maps, gts)
+    result = evaluator.compute()
+    reference = reference_box_hits(maps, gts, 0.001, ious, multi_contour)
+    for i, d in enumerate(ious):
+        np.testing.assert_allclose(result["curve"]["accuracy"][d], reference[i] * 100.0 / len(maps))
+
+
+def test_regional_maxima_by_hand():
+    from bas.metrics import regional_maxima
+
+    u = np.zeros((7, 9), dtype=np.uint8)
+    u[1, 1] = 9  # a single-pixel maximum
+    u[1, 5:7] = 9  # a two-pixel plateau of the same value: a second maximum of value 9
+    u[4, 2:5] = 5  # a plateau ...
+    u[5, 4] = 6  # ... with a higher neighbour: not a maximum, but 6 is
+    u[6, 8] = 3  # a maximum on the border
+    assert sorted(regional_maxima(u).tolist()) == [3, 6, 9, 9]
+    d = np.zeros((4, 4), dtype=np.uint8)
+    d[1, 1] = d[2, 2] = 7  # diagonal neighbours: one 8-connected plateau
+    assert regional_maxima(d).tolist() == [7]
+    assert regional_maxima(np.full((3, 3), 4, np.uint8)).tolist() == [4]  # a flat map is one plateau
+    assert regional_maxima(np.zeros((3, 3), np.uint8)).tolist() == []  # value 0 is left out
+
+
+def contour_counts(mask):
+    """(components, holes) as cv2.findContours sees them."""
+    import cv2
+
+    contours, hierarchy = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)[-2:]
+    holes = 0 if hierarchy is None else int((hierarchy[0][:, 3] >= 0).sum())
+    return len(contours) - holes, holes
+
+
+def test_euler_numbers_and_regional_maxima_against_find_contours():
+    """The two facts the evaluator's level skipping relies on, checked at every level."""
+    from bas.metrics import euler_numbers, regional_maxima
+
+    rng = np.random.default_rng(7)
+    maps = np.concatenate([adversarial_maps(rng, 32), smooth_maps(rng, 6, 32), rng.random((2, 32, 32))])
+    for u8 in quantize_maps(maps):
+        euler = euler_numbers(u8)
+        maxima = np.array([(regional_maxima(u8) >= w).sum() for w in range(257)])
+        previous = (0, 0)  # level 256: nothing
+        for w in range(255, 0, -1):
+            components, holes = contour_counts(u8 >= w)
+            assert euler[w] == components - holes
+            # going down one level, components only appear at regional maxima
+            assert components <= previous[0] + maxima[w] - maxima[w + 1]
+            previous = (components, holes)
+        assert euler[256] == 0
+
+
 def test_accuracy_at_a_threshold_of_the_grid():
     rng = np.random.default_rng(3)
     evaluator = BoxEvaluator(interval=0.01, num_workers=1)
