@@ -77,3 +77,16 @@ def test_cam_loss_is_cross_entropy():
     total, terms = training_loss("cam", out, torch.tensor([0, 1]))
     assert math.isclose(total.item(), F.cross_entropy(out.logits, torch.tensor([0, 1])).item(), rel_tol=1e-6)
     assert set(terms) == {"cls"}
+
+
+def test_losses_are_computed_in_float32_from_half_precision_outputs():
+    """Autocast outputs: the terms come out in float32 and the ratio's epsilon survives (0 / eps = 0)."""
+    half = torch.float16
+    out = BASOutput(logits=torch.tensor([[2.0, -1.0]], dtype=half), fg_logits=torch.tensor([[1.0, 0.0]], dtype=half),
+                    fg_map=torch.full((1, 1, 2, 2), 0.25, dtype=half), fg_score=torch.zeros(1, dtype=half),
+                    bg_score=torch.zeros(1, dtype=half), feature_map=torch.zeros(1, 2, 2, 2, dtype=half))
+    total, terms = bas_loss(out, torch.tensor([0]), alpha=0.5, beta=1.0)
+    assert {t.dtype for t in (total, *terms.values())} == {torch.float32}
+    assert terms["bas"].item() == 0.0  # in float16, 0 / (0 + 1e-8) would be 0 / 0
+    cam_total, _ = training_loss("cam", out, torch.tensor([0]))
+    assert cam_total.dtype == torch.float32

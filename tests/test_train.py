@@ -119,22 +119,19 @@ def test_sampler_shards_cover_the_single_process_batches():
 def test_precision_and_memory_format_on_cpu(data_root, tmp_path, monkeypatch, override, dtype):
     """Two steps run; the model really runs in the asked dtype / memory format, the loss in float32."""
     produced, lost = [], []
-    real_float32, real_loss = train_module._as_float32, train_module.training_loss
-
-    def spy_output(out):
-        produced.append((out.feature_map.dtype, out.feature_map.is_contiguous(memory_format=torch.channels_last)))
-        return real_float32(out)
+    real_loss = train_module.training_loss
 
     def spy_loss(method, out, labels, **kwargs):
-        lost.append(out.feature_map.dtype)
-        return real_loss(method, out, labels, **kwargs)
+        produced.append((out.feature_map.dtype, out.feature_map.is_contiguous(memory_format=torch.channels_last)))
+        total, terms = real_loss(method, out, labels, **kwargs)
+        lost.append({t.dtype for t in (total, *terms.values())})
+        return total, terms
 
-    monkeypatch.setattr(train_module, "_as_float32", spy_output)
     monkeypatch.setattr(train_module, "training_loss", spy_loss)
     train(tiny_config(data_root, tmp_path, override, "train.max_steps=2", "eval.every=0"), progress=False, device="cpu")
     channels_last = "channels_last" in override
     assert produced == [(dtype, channels_last)] * 2
-    assert lost == [torch.float32] * 2
+    assert lost == [{torch.float32}] * 2
     log = read_log(tmp_path)
     assert [r["step"] for r in log] == [1, 2] and all(math.isfinite(r["loss"]) for r in log)
     state = torch.load(tmp_path / LAST, weights_only=True)

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -45,9 +45,22 @@ def loss_spec(variant: str, arch: str | None = None) -> BASLossSpec:
     raise ValueError(f"unknown variant {variant!r}; expected 'cvpr2022' or 'ijcv2023'")
 
 
+def _as_float32(output: BASOutput) -> BASOutput:
+    """``output`` with its half-precision tensors (autocast) in float32, so losses are computed in float32."""
+    changes = {}
+    for f in fields(output):
+        value = getattr(output, f.name)
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float64:
+            changes[f.name] = value.float()
+    return replace(output, **changes)
+
+
 def bas_term(fg_score: torch.Tensor, bg_score: torch.Tensor, spec: BASLossSpec) -> torch.Tensor:
-    """Per-sample background activation ratio ``S_bg / (S + eps)`` with the variant's clip, (B,)."""
-    s, s_bg = fg_score.detach().float(), bg_score.float()  # float32: EPS vanishes in fp16
+    """Per-sample background activation ratio ``S_bg / (S + eps)`` with the variant's clip, (B,).
+
+    Pass float32 scores (:func:`bas_loss` does): ``eps`` vanishes in fp16.
+    """
+    s, s_bg = fg_score.detach(), bg_score
     if spec.relu:
         s, s_bg = F.relu(s), F.relu(s_bg)
     ratio = s_bg / (s + EPS)
@@ -73,6 +86,7 @@ def bas_loss(output: BASOutput, labels: torch.Tensor, alpha: float, beta: float,
     if output.fg_score is None or output.bg_score is None:
         raise ValueError("bas_loss needs a training-mode output with labels (fg_score / bg_score are None)")
     spec = loss_spec(variant, arch)
+    output = _as_float32(output)
     terms = {
         "cls": F.cross_entropy(output.logits, labels),
         "fg_cls": F.cross_entropy(output.fg_logits, labels),
@@ -88,10 +102,11 @@ METHODS = ("bas", "cam")
 
 def training_loss(method: str, output: BASOutput, labels: torch.Tensor, *, alpha: float = 0.0, beta: float = 0.0,
                   variant: str = "ijcv2023", arch: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The loss of a training method: BAS (:func:`bas_loss`) or the CAM baseline (cross-entropy only)."""
+    """The loss of a training method: BAS (:func:`bas_loss`) or the CAM baseline (cross-entropy only),
+    in float32 whatever precision the model ran in."""
     if method == "bas":
         return bas_loss(output, labels, alpha, beta, variant, arch)
     if method == "cam":
-        cls = F.cross_entropy(output.logits, labels)
+        cls = F.cross_entropy(output.logits.float(), labels)
         return cls, {"cls": cls}
     raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")

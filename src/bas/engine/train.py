@@ -25,7 +25,6 @@ starts a new ``metrics.jsonl`` and removes the previous run's ``best.safetensors
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import random
@@ -76,12 +75,6 @@ def create_model(cfg: dict[str, Any], num_classes: int) -> nn.Module:
     from bas.models.cam import build_cam_model
 
     return build_cam_model(m["arch"], num_classes, pretrained=m["pretrained"], hidden=m["hidden"])
-
-
-def _as_float32(output: Any) -> Any:
-    """A model output (a dataclass of tensors) with its tensors in float32."""
-    tensors = {f.name: getattr(output, f.name) for f in dataclasses.fields(output)}
-    return dataclasses.replace(output, **{k: v.float() for k, v in tensors.items() if isinstance(v, torch.Tensor)})
 
 
 # ------------------------------------------------------------------------------ config checks
@@ -296,11 +289,11 @@ class Trainer:
     # ------------------------------------------------------------------------------ train
 
     def _forward_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The model under autocast; the loss in float32 (the ``bas`` ratio's epsilon vanishes in fp16)."""
+        """The model under autocast; the loss (computed in float32 by :mod:`bas.losses`)."""
         cfg = self.cfg
         with autocast_context(self.env.device, cfg["train"]["amp"]):
             out = self.net(images, labels)
-        return training_loss(cfg["method"], _as_float32(out), labels, alpha=cfg["loss"]["alpha"], beta=cfg["loss"]["beta"],
+        return training_loss(cfg["method"], out, labels, alpha=cfg["loss"]["alpha"], beta=cfg["loss"]["beta"],
                              variant=cfg["model"]["variant"], arch=cfg["model"]["arch"])
 
     def _loss_values(self, total: torch.Tensor, terms: dict[str, torch.Tensor]) -> dict[str, float]:
