@@ -533,8 +533,7 @@ class BoxEvaluator:
             parts = max(1, min(self.num_workers, len(maps_u8) // _MIN_MAPS_PER_WORKER))
             bounds = np.linspace(0, len(maps_u8), parts + 1).astype(int).tolist()
         else:
-            bounds = list(range(0, len(maps_u8) - _CHUNK_MAPS + 1, _CHUNK_MAPS))
-            bounds.append(bounds[-1] + _CHUNK_MAPS)
+            bounds = list(range(0, len(maps_u8) // _CHUNK_MAPS * _CHUNK_MAPS + 1, _CHUNK_MAPS))  # whole chunks
         if self._pool is None:
             self._pool = _process_context().Pool(self.num_workers)
         for start, stop in zip(bounds[:-1], bounds[1:]):
