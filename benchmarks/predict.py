@@ -29,7 +29,9 @@ def load_images(root: Path, count: int, image_size: int) -> list[Image.Image]:
     from bas.data.synthetic import make_dataset
 
     per_class = -(-count // 4)
-    data = make_dataset(root / "data", num_classes=4, images_per_class=per_class, image_size=image_size, seed=0)
+    data = make_dataset(
+        root / "data", num_classes=4, images_per_class=per_class, image_size=image_size, seed=0
+    )
     paths = sorted((data / "images").rglob("*.jpg"))[:count]
     images = []
     for path in paths:
@@ -53,7 +55,7 @@ def compare(localizer, images: list[Image.Image], batch_size: int) -> tuple[floa
         timed(localizer, images[:size], size)
     single = batched = 0.0
     for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
+        chunk = images[start : start + batch_size]
         single += timed(localizer, chunk, 1)
         batched += timed(localizer, chunk, batch_size)
     return len(images) / single, len(images) / batched
@@ -68,7 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=200, help="number of images (default: 200)")
     parser.add_argument("--arch", default="resnet18", help="backbone (default: resnet18)")
     parser.add_argument("--input-size", type=int, default=224, help="network input side (default: 224)")
-    parser.add_argument("--image-size", type=int, default=160, help="side of the synthetic images (default: 160)")
+    parser.add_argument(
+        "--image-size", type=int, default=160, help="side of the synthetic images (default: 160)"
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="batched run (default: 16)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
@@ -82,17 +86,25 @@ def main(argv: list[str] | None = None) -> None:
         images = load_images(root, args.images, args.image_size)
         checkpoint = root / "model.safetensors"
         torch.manual_seed(0)
-        save_model(checkpoint, bas.build_model(args.arch, 4), input_size=args.input_size,
-                   resize_size=round(args.input_size * 256 / 224))
+        save_model(
+            checkpoint,
+            bas.build_model(args.arch, 4),
+            input_size=args.input_size,
+            resize_size=round(args.input_size * 256 / 224),
+        )
         localizer = bas.Localizer.from_checkpoint(checkpoint, device="cpu")
-        print(f"{args.arch} (classifier width 1024) at {args.input_size}, {len(images)} images "
-              f"{args.image_size}x{args.image_size}, {torch.get_num_threads()} CPU thread(s), torch {torch.__version__}")
+        print(
+            f"{args.arch} (classifier width 1024) at {args.input_size}, {len(images)} images "
+            f"{args.image_size}x{args.image_size}, {torch.get_num_threads()} CPU thread(s), torch {torch.__version__}"
+        )
         load = os.getloadavg()[0]
         single, batched = compare(localizer, images, args.batch_size)
         print(f"batch  1: {single:7.2f} images/s")
         print(f"batch {args.batch_size:2d}: {batched:7.2f} images/s")
-        print(f"speed-up batch {args.batch_size} / batch 1: {batched / single:.2f}x   "
-              f"(1-min load average {load:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} CPUs)")
+        print(
+            f"speed-up batch {args.batch_size} / batch 1: {batched / single:.2f}x   "
+            f"(1-min load average {load:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} CPUs)"
+        )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ MODES = {"fp32": [], "bf16 autocast": ["train.amp=bf16"], "channels_last": ["tra
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="resnet50")
-    p.add_argument("--size", type=int, default=224, help="crop size (images are resized to size * 8 / 7 first)")
+    p.add_argument(
+        "--size", type=int, default=224, help="crop size (images are resized to size * 8 / 7 first)"
+    )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workers", type=int, default=2, help="data-loader worker processes")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per mode")
@@ -53,12 +55,24 @@ def measure(overrides: list[str], args: argparse.Namespace, data_root: Path, out
     """Time ``args.steps`` training steps after ``args.warmup`` untimed ones."""
     images_needed = args.batch * (args.warmup + args.steps)
     per_class = max(16, math.ceil(images_needed / 4 / 0.7) + 2)  # 4 classes, 70 % of each in the train split
-    cfg = load_config(None, [
-        f"data.root={data_root}", f"train.output_dir={out}", f"model.arch={args.arch}",
-        "data.synthetic.num_classes=4", f"data.synthetic.images_per_class={per_class}",
-        f"data.synthetic.image_size={args.size * 10 // 7}", "data.options.val_per_class=0",
-        f"data.input_size={args.size}", f"data.resize_size={args.size * 8 // 7}", f"data.batch_size={args.batch}",
-        f"data.workers={args.workers}", "eval.every=0", *overrides])
+    cfg = load_config(
+        None,
+        [
+            f"data.root={data_root}",
+            f"train.output_dir={out}",
+            f"model.arch={args.arch}",
+            "data.synthetic.num_classes=4",
+            f"data.synthetic.images_per_class={per_class}",
+            f"data.synthetic.image_size={args.size * 10 // 7}",
+            "data.options.val_per_class=0",
+            f"data.input_size={args.size}",
+            f"data.resize_size={args.size * 8 // 7}",
+            f"data.batch_size={args.batch}",
+            f"data.workers={args.workers}",
+            "eval.every=0",
+            *overrides,
+        ],
+    )
     trainer = Trainer(cfg, progress=False, device=args.device)
     trainer.loader.sampler.set_epoch(0)
     trainer.net.train()
@@ -77,20 +91,30 @@ def measure(overrides: list[str], args: argparse.Namespace, data_root: Path, out
             wait += t1 - t0
             compute += t2 - t1
     total = wait + compute
-    return {"images_per_s": args.batch * args.steps / total, "step_s": total / args.steps, "data_wait": wait / total}
+    return {
+        "images_per_s": args.batch * args.steps / total,
+        "step_s": total / args.steps,
+        "data_wait": wait / total,
+    }
 
 
 def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"bas training throughput: {args.arch}, {args.size}x{args.size}, batch {args.batch}, "
-          f"{args.workers} loader workers, {args.warmup} warm-up + {args.steps} timed steps per mode")
-    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+    print(
+        f"bas training throughput: {args.arch}, {args.size}x{args.size}, batch {args.batch}, "
+        f"{args.workers} loader workers, {args.warmup} warm-up + {args.steps} timed steps per mode"
+    )
+    print(
+        f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         data_root = Path(args.data) if args.data else Path(tmp) / "data"
-        rows = {mode: measure(overrides, args, data_root, Path(tmp) / "run") for mode, overrides in MODES.items()}
+        rows = {
+            mode: measure(overrides, args, data_root, Path(tmp) / "run") for mode, overrides in MODES.items()
+        }
     print(f"\n{'mode':<16}{'images/s':>10}{'step (s)':>10}{'data wait':>11}")
     for mode, r in rows.items():
         print(f"{mode:<16}{r['images_per_s']:>10.2f}{r['step_s']:>10.2f}{100 * r['data_wait']:>10.1f}%")

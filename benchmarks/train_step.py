@@ -32,7 +32,9 @@ def plain_loss(model, images, labels):
 
 
 def bas_step_loss(model, images, labels):
-    return bas_loss(model(images, labels), labels, alpha=0.5, beta=1.5, variant="ijcv2023", arch=model.arch)[0]
+    return bas_loss(model(images, labels), labels, alpha=0.5, beta=1.5, variant="ijcv2023", arch=model.arch)[
+        0
+    ]
 
 
 STEPS = {"plain": plain_loss, "bas": bas_step_loss}
@@ -73,10 +75,12 @@ def saved_bytes(kind, model, images, labels) -> int:
 
 def child_rss(kind, arch, batch, size, classes, steps) -> float:
     """Peak RSS (MiB) of a fresh process that runs ``steps`` steps of one kind."""
-    code = (f"import sys; sys.argv=['x']; import benchmarks.train_step as b, resource; "
-            f"m,o,x,y=b.make({arch!r},{batch},{size},{classes}); "
-            f"[b.one_step({kind!r},m,o,x,y) for _ in range({steps})]; "
-            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    code = (
+        f"import sys; sys.argv=['x']; import benchmarks.train_step as b, resource; "
+        f"m,o,x,y=b.make({arch!r},{batch},{size},{classes}); "
+        f"[b.one_step({kind!r},m,o,x,y) for _ in range({steps})]; "
+        f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1]) / 1024.0
 
@@ -93,12 +97,23 @@ def bench(arch, batch, size, classes, steps, warmup, rss):
             times[kind].append(one_step(kind, model, opt, images, labels))
     med = {k: statistics.median(v) for k, v in times.items()}
     mem = {k: saved_bytes(k, model, images, labels) / 2**20 for k in STEPS}
-    row = {"arch": arch, "batch": batch, "size": size, "steps": steps,
-           "plain_s": med["plain"], "bas_s": med["bas"], "time_ratio": med["bas"] / med["plain"],
-           "plain_saved_MiB": mem["plain"], "bas_saved_MiB": mem["bas"], "saved_ratio": mem["bas"] / mem["plain"]}
+    row = {
+        "arch": arch,
+        "batch": batch,
+        "size": size,
+        "steps": steps,
+        "plain_s": med["plain"],
+        "bas_s": med["bas"],
+        "time_ratio": med["bas"] / med["plain"],
+        "plain_saved_MiB": mem["plain"],
+        "bas_saved_MiB": mem["bas"],
+        "saved_ratio": mem["bas"] / mem["plain"],
+    }
     if rss:
         peak = {k: child_rss(k, arch, batch, size, classes, 2) for k in STEPS}
-        row.update(plain_rss_MiB=peak["plain"], bas_rss_MiB=peak["bas"], rss_ratio=peak["bas"] / peak["plain"])
+        row.update(
+            plain_rss_MiB=peak["plain"], bas_rss_MiB=peak["bas"], rss_ratio=peak["bas"] / peak["plain"]
+        )
     return row
 
 
@@ -119,16 +134,24 @@ def main() -> None:
         args.archs, args.size, args.steps, args.warmup = ["resnet18"], 112, 4, 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"{args.size}x{args.size}, {args.classes} classes, median of {args.steps} alternating steps")
-    rows = [bench(a, args.batch, args.size, args.classes, args.steps, args.warmup, args.rss) for a in args.archs]
-    header = f"{'arch':10s} {'plain s':>9s} {'BAS s':>9s} {'ratio':>7s} {'saved MiB plain/BAS':>21s} {'ratio':>7s}"
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+        f"{args.size}x{args.size}, {args.classes} classes, median of {args.steps} alternating steps"
+    )
+    rows = [
+        bench(a, args.batch, args.size, args.classes, args.steps, args.warmup, args.rss) for a in args.archs
+    ]
+    header = (
+        f"{'arch':10s} {'plain s':>9s} {'BAS s':>9s} {'ratio':>7s} {'saved MiB plain/BAS':>21s} {'ratio':>7s}"
+    )
     if args.rss:
         header += f" {'peak RSS MiB plain/BAS':>24s} {'ratio':>7s}"
     print(header)
     for r in rows:
-        line = (f"{r['arch']:10s} {r['plain_s']:9.3f} {r['bas_s']:9.3f} {r['time_ratio']:7.2f} "
-                f"{r['plain_saved_MiB']:10.0f}/{r['bas_saved_MiB']:<10.0f} {r['saved_ratio']:7.2f}")
+        line = (
+            f"{r['arch']:10s} {r['plain_s']:9.3f} {r['bas_s']:9.3f} {r['time_ratio']:7.2f} "
+            f"{r['plain_saved_MiB']:10.0f}/{r['bas_saved_MiB']:<10.0f} {r['saved_ratio']:7.2f}"
+        )
         if args.rss:
             line += f" {r['plain_rss_MiB']:12.0f}/{r['bas_rss_MiB']:<11.0f} {r['rss_ratio']:7.2f}"
         print(line)

@@ -21,8 +21,14 @@ from bas.errors import ConfigError
 
 
 def fake_run(method: str, seed: int, maxbox: float, gt_known: float = 50.0) -> RunResult:
-    result = {"top1_cls": 90.0, "gt_known_loc": gt_known, "top1_loc": gt_known - 5, "MaxBoxAccV2": maxbox,
-              "MaxBoxAcc": {30: maxbox + 10, 50: maxbox, 70: maxbox - 10}, "threshold": 0.25}
+    result = {
+        "top1_cls": 90.0,
+        "gt_known_loc": gt_known,
+        "top1_loc": gt_known - 5,
+        "MaxBoxAccV2": maxbox,
+        "MaxBoxAcc": {30: maxbox + 10, 50: maxbox, 70: maxbox - 10},
+        "threshold": 0.25,
+    }
     return RunResult(method, seed, Path("."), Path("x"), result, 1.0, 1.0, 1.0, False)
 
 
@@ -84,8 +90,11 @@ def test_quick_overrides_apply_before_the_methods(tmp_path):
     bas = method_config(bench, "BAS", seed=0, output=tmp_path)
     assert cam["data"]["input_size"] == bas["data"]["input_size"] == 48
     assert cam["model"]["hidden"] is None and bas["model"]["hidden"] == 16
-    assert cam["data"]["root"] == bas["data"]["root"] != method_config(
-        load_benchmark("synthetic"), "CAM", seed=0, output=tmp_path)["data"]["root"]
+    assert (
+        cam["data"]["root"]
+        == bas["data"]["root"]
+        != method_config(load_benchmark("synthetic"), "CAM", seed=0, output=tmp_path)["data"]["root"]
+    )
 
 
 def test_bad_benchmark_files_are_refused(tmp_path):

@@ -17,12 +17,10 @@ from bas.models.backbones import Backbone
 from bas.models.cam import CAMModel, build_cam_model
 
 # A hand-built case: 3 feature channels on a 2x2 map, 3 classes.
-FEATURES = torch.tensor([[[[1.0, 0.0], [2.0, 4.0]],
-                          [[0.0, 3.0], [1.0, 0.0]],
-                          [[5.0, 1.0], [0.0, 2.0]]]])  # (1, C=3, 2, 2)
-WEIGHTS = torch.tensor([[1.0, 0.0, 0.0],
-                        [0.5, -1.0, 2.0],
-                        [0.0, 1.0, 1.0]])  # (K=3, C=3)
+FEATURES = torch.tensor(
+    [[[[1.0, 0.0], [2.0, 4.0]], [[0.0, 3.0], [1.0, 0.0]], [[5.0, 1.0], [0.0, 2.0]]]]
+)  # (1, C=3, 2, 2)
+WEIGHTS = torch.tensor([[1.0, 0.0, 0.0], [0.5, -1.0, 2.0], [0.0, 1.0, 1.0]])  # (K=3, C=3)
 BIAS = torch.tensor([0.1, -0.2, 0.3])
 
 
@@ -134,11 +132,25 @@ def test_bas_files_still_load_as_bas(tmp_path):
 
 
 def test_cam_trains_one_step_through_the_trainer(tmp_path):
-    cfg = load_config("demo", [
-        "method=cam", "model.hidden=null", f"data.root={tmp_path / 'data'}", f"train.output_dir={tmp_path / 'run'}",
-        "data.synthetic.images_per_class=6", "data.synthetic.image_size=64", "data.input_size=48",
-        "data.resize_size=56", "data.batch_size=4", "data.options.val_per_class=1", "data.workers=0",
-        "optim.epochs=1", "train.max_steps=1", "eval.every=0"])
+    cfg = load_config(
+        "demo",
+        [
+            "method=cam",
+            "model.hidden=null",
+            f"data.root={tmp_path / 'data'}",
+            f"train.output_dir={tmp_path / 'run'}",
+            "data.synthetic.images_per_class=6",
+            "data.synthetic.image_size=64",
+            "data.input_size=48",
+            "data.resize_size=56",
+            "data.batch_size=4",
+            "data.options.val_per_class=1",
+            "data.workers=0",
+            "optim.epochs=1",
+            "train.max_steps=1",
+            "eval.every=0",
+        ],
+    )
     trainer = Trainer(cfg, progress=False, device="cpu")
     assert isinstance(trainer.model, CAMModel)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -185,7 +197,9 @@ def test_cam_models_export(tmp_path, fmt):
         out = model(x, top_k=2)
         expected = (out.logits, localization_maps(out.fg_map, 64))
         if fmt == "onnx":
-            got = [torch.from_numpy(a) for a in ort.InferenceSession(str(path)).run(None, {"images": x.numpy()})]
+            got = [
+                torch.from_numpy(a) for a in ort.InferenceSession(str(path)).run(None, {"images": x.numpy()})
+            ]
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice

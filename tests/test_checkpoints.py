@@ -44,17 +44,27 @@ ROOT = Path(__file__).resolve().parents[1]
 KEYS = json.loads((ROOT.parent / "shared" / "reference" / "checkpoint_keys.json").read_text())
 FAMILIES = [(release, name) for release in ("cvpr2022", "ijcv2023") for name in KEYS[release]]
 ARCH = {"vgg": "vgg16", "resnet": "resnet50", "mobilenet": "mobilenet_v1", "inception": "inception_v3"}
-HEAD = {"vgg": ("conv5_",), "resnet": ("layer4.",), "mobilenet": ("model.12.", "model.13."),
-        "inception": ("Mixed_7",)}  # BAS.md §2: the layers after the 28x28 map
+HEAD = {
+    "vgg": ("conv5_",),
+    "resnet": ("layer4.",),
+    "mobilenet": ("model.12.", "model.13."),
+    "inception": ("Mixed_7",),
+}  # BAS.md §2: the layers after the 28x28 map
 IJCV_THRESHOLD = 0.37
 # BAS.md §4 inference defaults (threshold, top_k) of files that carry none.
 PAPER_DEFAULTS = {
-    ("cvpr2022", "CUB/vgg"): (0.15, 80), ("cvpr2022", "CUB/resnet"): (0.15, 200),
-    ("cvpr2022", "CUB/mobilenet"): (0.15, 200), ("cvpr2022", "CUB/inception"): (0.10, 200),
-    ("cvpr2022", "ILSVRC/vgg"): (0.50, 1), ("cvpr2022", "ILSVRC/resnet"): (0.45, 1),
-    ("cvpr2022", "ILSVRC/mobilenet"): (0.50, 1), ("cvpr2022", "ILSVRC/inception"): (0.30, 1),
-    ("ijcv2023", "vgg"): (IJCV_THRESHOLD, 80), ("ijcv2023", "resnet"): (IJCV_THRESHOLD, 200),
-    ("ijcv2023", "mobilenet"): (IJCV_THRESHOLD, 80), ("ijcv2023", "inception"): (IJCV_THRESHOLD, 200),
+    ("cvpr2022", "CUB/vgg"): (0.15, 80),
+    ("cvpr2022", "CUB/resnet"): (0.15, 200),
+    ("cvpr2022", "CUB/mobilenet"): (0.15, 200),
+    ("cvpr2022", "CUB/inception"): (0.10, 200),
+    ("cvpr2022", "ILSVRC/vgg"): (0.50, 1),
+    ("cvpr2022", "ILSVRC/resnet"): (0.45, 1),
+    ("cvpr2022", "ILSVRC/mobilenet"): (0.50, 1),
+    ("cvpr2022", "ILSVRC/inception"): (0.30, 1),
+    ("ijcv2023", "vgg"): (IJCV_THRESHOLD, 80),
+    ("ijcv2023", "resnet"): (IJCV_THRESHOLD, 200),
+    ("ijcv2023", "mobilenet"): (IJCV_THRESHOLD, 80),
+    ("ijcv2023", "inception"): (IJCV_THRESHOLD, 200),
 }
 SMALL = {"arch": "mobilenet_v1", "num_classes": 5, "hidden": 16}
 POOL = 24_000_000  # more than the largest released tensor (classifier_cls.0.weight, 18.9M values)
@@ -73,7 +83,7 @@ def random_tensor(shape: list[int], pool: torch.Tensor, gen: torch.Generator) ->
         return torch.randint(0, 1000, (), generator=gen)
     numel = math.prod(shape)
     start = int(torch.randint(0, POOL - numel, (), generator=gen))
-    values = pool[start:start + numel].view(shape)
+    values = pool[start : start + numel].view(shape)
     if len(shape) == 1:  # BatchNorm weight / bias / running stats, conv biases
         return values.abs() * 0.5 + 0.5
     return values * (1 / math.sqrt(numel // shape[0]))
@@ -213,16 +223,34 @@ def test_our_format_round_trip(tmp_path):
     model = small_model(variant="cvpr2022")
     path = tmp_path / "model.safetensors"
     names = [f"class {i}" for i in range(5)]
-    config = {"model": {"arch": "mobilenet_v1"}, "optim": {"lr": 0.001, "lr_mult": [1, 2, 10, 20]},
-              "data": {"root": Path("/data/cub")}}
+    config = {
+        "model": {"arch": "mobilenet_v1"},
+        "optim": {"lr": 0.001, "lr_mult": [1, 2, 10, 20]},
+        "data": {"root": Path("/data/cub")},
+    }
     metrics = {"MaxBoxAccV2": np.float32(0.5), "top1_loc": 0.25}
-    written = save_model(path, model, class_names=names, threshold=0.23, top_k=3, config=config,
-                         metrics=metrics, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), extra={"epoch": 7})
+    written = save_model(
+        path,
+        model,
+        class_names=names,
+        threshold=0.23,
+        top_k=3,
+        config=config,
+        metrics=metrics,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        extra={"epoch": 7},
+    )
 
     meta = read_checkpoint_metadata(path)
     assert meta == written
     assert meta["config"]["data"]["root"] == "/data/cub" and meta["metrics"]["MaxBoxAccV2"] == 0.5
-    assert (meta["arch"], meta["num_classes"], meta["variant"], meta["hidden"]) == ("mobilenet_v1", 5, "cvpr2022", 16)
+    assert (meta["arch"], meta["num_classes"], meta["variant"], meta["hidden"]) == (
+        "mobilenet_v1",
+        5,
+        "cvpr2022",
+        16,
+    )
     assert (meta["input_size"], meta["resize_size"], meta["std"]) == (224, 256, [0.25, 0.25, 0.25])
     with safetensors.safe_open(str(path), framework="pt") as fh:  # one JSON document under "bas"
         assert json.loads(fh.metadata()["bas"])["format_version"] == checkpoints.FORMAT_VERSION
@@ -284,15 +312,20 @@ def test_missing_keys_are_reported(tmp_path):
         load_checkpoint(path)
 
     torch.save({k: v for k, v in state.items() if not k.startswith("model.13.")}, path)
-    with pytest.raises(CheckpointError, match=r"matches no known architecture; closest is mobilenet_v1: "
-                                              r"\d+ missing keys \(model\.13\.0\.weight"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"matches no known architecture; closest is mobilenet_v1: "
+        r"\d+ missing keys \(model\.13\.0\.weight",
+    ):
         load_checkpoint(path)
 
 
 def test_class_count_mismatch_is_reported(tmp_path):
     path = tmp_path / "m.pth"
     torch.save(authors_state(small_model()), path)
-    with pytest.raises(CheckpointError, match=r"shape mismatches \(.*generator\.0\.weight \[5, 512, 3, 3\] != \[7"):
+    with pytest.raises(
+        CheckpointError, match=r"shape mismatches \(.*generator\.0\.weight \[5, 512, 3, 3\] != \[7"
+    ):
         load_checkpoint(path, num_classes=7)
 
 
@@ -318,11 +351,17 @@ def test_code_executing_pickle_is_refused(tmp_path, kind):
     if kind == "raw-pickle":
         path.write_bytes(pickle.dumps(payload))
     elif kind == "ijcv-wrapper":
-        torch.save({"model": payload, "best_thr": 0.1, "epoch": 1}, path, _use_new_zipfile_serialization=False)
+        torch.save(
+            {"model": payload, "best_thr": 0.1, "epoch": 1}, path, _use_new_zipfile_serialization=False
+        )
     else:
         torch.save(payload, path, _use_new_zipfile_serialization=kind == "zip")
-    for load in (load_checkpoint, read_checkpoint_metadata, lambda p: build_model("resnet18", 3, pretrained=p),
-                 lambda p: load_training_state(p, model=small_model())):
+    for load in (
+        load_checkpoint,
+        read_checkpoint_metadata,
+        lambda p: build_model("resnet18", 3, pretrained=p),
+        lambda p: load_training_state(p, model=small_model()),
+    ):
         with pytest.raises(CheckpointError, match=r"refusing to unpickle .*not a plain tensor checkpoint"):
             load(path)
     assert not marker.exists()
@@ -332,17 +371,32 @@ def test_every_torch_load_in_the_package_is_weights_only():
     unsafe = []
     for source in sorted((ROOT / "src" / "bas").rglob("*.py")):
         for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and (
                     node.func.attr in ("load_state_dict_from_url", "get_state_dict")
-                    or (node.func.attr == "load" and ast.unparse(node.func.value) == "torch")):
+                    or (node.func.attr == "load" and ast.unparse(node.func.value) == "torch")
+                )
+            ):
                 flag = next((kw.value for kw in node.keywords if kw.arg == "weights_only"), None)
                 if not (isinstance(flag, ast.Constant) and flag.value is True):
                     unsafe.append(f"{source.relative_to(ROOT)}:{node.lineno}")
     assert not unsafe, f"torch.load without weights_only=True: {unsafe}"
 
 
-@pytest.mark.parametrize("damage", ["truncated-zip", "truncated-legacy", "garbage", "empty", "missing",
-                                    "not-a-state-dict", "bad-safetensors-metadata"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "truncated-zip",
+        "truncated-legacy",
+        "garbage",
+        "empty",
+        "missing",
+        "not-a-state-dict",
+        "bad-safetensors-metadata",
+    ],
+)
 def test_unreadable_files_raise_checkpoint_error(tmp_path, damage):
     path = tmp_path / "broken.pth"
     state = {"w": torch.randn(64, 64)}
@@ -384,9 +438,18 @@ def test_training_state_round_trip_restores_everything(tmp_path):
     random.seed(1)
     np.random.seed(2)
     torch.manual_seed(3)
-    save_training_state(path, model=CompiledLike(model), optimizer=optimizer, scheduler=scheduler,
-                        scaler=scaler, epoch=4, step=123, config={"root": Path("/x"), "lr": np.float64(0.1)},
-                        metrics={"loss": 1.5}, extra={"best": 0.7})
+    save_training_state(
+        path,
+        model=CompiledLike(model),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        epoch=4,
+        step=123,
+        config={"root": Path("/x"), "lr": np.float64(0.1)},
+        metrics={"loss": 1.5},
+        extra={"best": 0.7},
+    )
     draws = (random.random(), np.random.rand(3).tolist(), torch.rand(3).tolist())
 
     raw = torch.load(path, weights_only=True)  # plain tensors and Python values only
@@ -399,11 +462,17 @@ def test_training_state_round_trip_restores_everything(tmp_path):
     random.seed(99)
     np.random.seed(99)
     torch.manual_seed(99)
-    info = load_training_state(path, model=fresh, optimizer=fresh_optimizer, scheduler=fresh_scheduler,
-                               scaler=fresh_scaler)
+    info = load_training_state(
+        path, model=fresh, optimizer=fresh_optimizer, scheduler=fresh_scheduler, scaler=fresh_scaler
+    )
 
-    assert info == {"epoch": 4, "step": 123, "config": {"root": "/x", "lr": 0.1}, "metrics": {"loss": 1.5},
-                    "extra": {"best": 0.7}}
+    assert info == {
+        "epoch": 4,
+        "step": 123,
+        "config": {"root": "/x", "lr": 0.1},
+        "metrics": {"loss": 1.5},
+        "extra": {"best": 0.7},
+    }
     assert (random.random(), np.random.rand(3).tolist(), torch.rand(3).tolist()) == draws
     assert_same_weights(fresh, model)
     assert fresh_scheduler.state_dict() == scheduler.state_dict()
@@ -456,7 +525,9 @@ for i in range(1, 100000):
 def test_training_state_survives_sigkill_mid_save(tmp_path):
     path = tmp_path / "last.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True, env=env)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         assert writer.stdout.readline().strip() == "1", "the writer completed one checkpoint"
         for _ in range(random.randint(1, 4)):  # let it get somewhere into a later save
@@ -487,7 +558,9 @@ def imagenet_file(arch: str, path: Path) -> dict[str, str]:
         mapping = {}
         for index, conv in zip(VGG_FEATURES, VGG_CONVS):
             for kind in ("weight", "bias"):
-                mapping[f"features.{index}.{kind}"] = f"{'head' if conv.startswith('5') else 'mid'}.conv{conv}.{kind}"
+                mapping[f"features.{index}.{kind}"] = (
+                    f"{'head' if conv.startswith('5') else 'mid'}.conv{conv}.{kind}"
+                )
         torch.save(state, path)
     elif arch == "mobilenet_v1":  # mobilenet_v1_with_relu_69_5.pth: the layer list alone, keys N.M.*
         source = build_model("mobilenet_v1", 3)
@@ -511,8 +584,11 @@ def imagenet_file(arch: str, path: Path) -> dict[str, str]:
                 if value.is_floating_point():
                     value.copy_(torch.rand_like(value))
         family = "inception" if arch == "inception_v3" else "resnet"
-        mapping = {k: ("head." if k.startswith(HEAD[family]) else "mid.") + k for k in state
-                   if not k.startswith(("fc.", "AuxLogits."))}
+        mapping = {
+            k: ("head." if k.startswith(HEAD[family]) else "mid.") + k
+            for k in state
+            if not k.startswith(("fc.", "AuxLogits."))
+        }
         torch.save(state, path, _use_new_zipfile_serialization=arch != "resnet50")
     return mapping
 
@@ -523,7 +599,9 @@ def test_imagenet_weights_from_a_local_file(tmp_path, arch):
     mapping = imagenet_file(arch, path)
     source = torch.load(path, weights_only=True)
     model = build_model(arch, 3)
-    new_layers = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("classifier.", "generator."))}
+    new_layers = {
+        k: v.clone() for k, v in model.state_dict().items() if k.startswith(("classifier.", "generator."))
+    }
 
     load_imagenet_weights(model, path)
 
@@ -540,7 +618,10 @@ def test_build_model_pretrained_path_and_layer_count_check(tmp_path):
     path = tmp_path / "mobilenet_v1_with_relu_69_5.pth"
     mapping = imagenet_file("mobilenet_v1", path)
     model = build_model("mobilenet_v1", 3, pretrained=path)
-    assert torch.equal(model.state_dict()["head.model.13.4.running_var"], torch.load(path, weights_only=True)["13.4.running_var"])
+    assert torch.equal(
+        model.state_dict()["head.model.13.4.running_var"],
+        torch.load(path, weights_only=True)["13.4.running_var"],
+    )
     assert len(mapping) == 135
 
     truncated = {k: v for k, v in torch.load(path, weights_only=True).items() if not k.startswith("13.")}
@@ -591,8 +672,11 @@ def test_mobilenet_has_no_torchvision_weights():
 def test_convert_command_end_to_end(tmp_path, capsys):
     model = small_model()
     source = tmp_path / "best_mobilenet.pth.tar"
-    torch.save({"model": authors_state(model), "best_thr": 0.42, "epoch": 80}, source,
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        {"model": authors_state(model), "best_thr": 0.42, "epoch": 80},
+        source,
+        _use_new_zipfile_serialization=False,
+    )
     names = tmp_path / "classes.txt"
     names.write_text("".join(f"bird {i}\n" for i in range(5)) + "\n", encoding="utf-8")
     target = tmp_path / "out" / "mobilenet.safetensors"

@@ -32,8 +32,11 @@ CVPR = {
     "cvpr2022/ilsvrc/mobilenet_v1": (0.5, 1.5, 1, 0.5, 9, 3, 128),
     "cvpr2022/ilsvrc/inception_v3": (1, 2.5, 1, 0.3, 9, 3, 128),
 }
-SHIPPED_FILES = sorted(str(p.relative_to(config_dir())) for p in config_dir().rglob("*.yaml")
-                       if p.relative_to(config_dir()).parts[0] != "benchmark")
+SHIPPED_FILES = sorted(
+    str(p.relative_to(config_dir()))
+    for p in config_dir().rglob("*.yaml")
+    if p.relative_to(config_dir()).parts[0] != "benchmark"
+)
 
 
 @pytest.mark.parametrize("name", SHIPPED_FILES)
@@ -59,13 +62,22 @@ def test_paper_hyper_parameters(name, row):
     assert cfg["model"]["pretrained"] is True
     assert (cfg["loss"]["alpha"], cfg["loss"]["beta"]) == (alpha, beta)
     assert (cfg["eval"]["top_k"], cfg["eval"]["threshold"]) == (top_k, threshold)
-    assert (cfg["optim"]["epochs"], cfg["optim"]["decay_every"], cfg["optim"]["gamma"]) == (epochs, decay, 0.1)
+    assert (cfg["optim"]["epochs"], cfg["optim"]["decay_every"], cfg["optim"]["gamma"]) == (
+        epochs,
+        decay,
+        0.1,
+    )
     assert cfg["data"]["batch_size"] == batch
     assert cfg["train"]["seed"] == {"cub": 6, "ilsvrc": 2}[dataset]
     assert cfg["model"]["num_classes"] == {"cub": 200, "ilsvrc": 1000}[dataset]
     optim = cfg["optim"]
-    assert (optim["lr"], optim["momentum"], optim["nesterov"], optim["weight_decay"], optim["lr_mult"]) == \
-        (0.001, 0.9, True, 0.0005, [1, 2, 10, 20])
+    assert (optim["lr"], optim["momentum"], optim["nesterov"], optim["weight_decay"], optim["lr_mult"]) == (
+        0.001,
+        0.9,
+        True,
+        0.0005,
+        [1, 2, 10, 20],
+    )
     assert (cfg["data"]["input_size"], cfg["data"]["resize_size"]) == (224, 256)
     assert cfg["data"]["dataset"] == "wsol" and cfg["data"]["options"]["metadata"].endswith(dataset.upper())
     assert cfg["data"]["val_split"] == "val" and cfg["data"]["test_split"] == "test"
@@ -73,8 +85,12 @@ def test_paper_hyper_parameters(name, row):
 
 def test_openimages_recipe():
     cfg = load_config("openimages/resnet50")
-    assert (cfg["model"]["arch"], cfg["loss"]["alpha"], cfg["loss"]["beta"], cfg["eval"]["top_k"]) == \
-        ("resnet50", 0.5, 1.5, 1)
+    assert (cfg["model"]["arch"], cfg["loss"]["alpha"], cfg["loss"]["beta"], cfg["eval"]["top_k"]) == (
+        "resnet50",
+        0.5,
+        1.5,
+        1,
+    )
     assert (cfg["optim"]["epochs"], cfg["optim"]["decay_every"], cfg["data"]["batch_size"]) == (50, 20, 64)
     assert cfg["eval"]["select_metric"] == "PxAP" and cfg["model"]["pretrained"] is True
 
@@ -96,8 +112,21 @@ def test_overrides_and_user_recipe_on_a_shipped_base(tmp_path):
 
 
 def test_print_config_shows_the_resolved_config(capsys):
-    assert main(["train", "--config", "ilsvrc/vgg16", "--set", "optim.epochs=3", "--data-root", "/data/ilsvrc",
-                 "--print-config"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "ilsvrc/vgg16",
+                "--set",
+                "optim.epochs=3",
+                "--data-root",
+                "/data/ilsvrc",
+                "--print-config",
+            ]
+        )
+        == 0
+    )
     printed = yaml.safe_load(capsys.readouterr().out)
     expected = load_config("ilsvrc/vgg16", ["optim.epochs=3", "data.root=/data/ilsvrc"])
     assert printed == expected and printed["data"]["batch_size"] == 256

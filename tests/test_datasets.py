@@ -383,7 +383,9 @@ def test_image_folder_with_box_csv(tmp_path: Path):
     assert len(build_dataset("folder", tmp_path, "train", None)) == 4
 
     # one CSV may serve every split: another split's lines are skipped, not errors
-    shared = _lines(tmp_path / "all.csv", ["train/cat/a.png,1,1,9,9", "test/dog/a.png,2,2,8,8", "dog/sub/b.webp,3,3,7,7"])
+    shared = _lines(
+        tmp_path / "all.csv", ["train/cat/a.png,1,1,9,9", "test/dog/a.png,2,2,8,8", "dog/sub/b.webp,3,3,7,7"]
+    )
     train = ImageFolderDataset(tmp_path, "train", boxes_csv=shared)
     assert [len(r.boxes) for r in train.records] == [1, 0, 0, 1]  # cat/a.png and dog/sub/b.webp
     test = ImageFolderDataset(tmp_path, "test", boxes_csv=shared)

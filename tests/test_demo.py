@@ -20,8 +20,22 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert metrics["checkpoint"].endswith("model.safetensors")
 
     # the evaluate command on the demo's checkpoint reproduces the demo's numbers
-    code = main(["evaluate", "--checkpoint", str(out / "run" / "model.safetensors"), "--data", str(out / "data"),
-                 "--select-on", "val", "--output", str(tmp_path / "eval"), "--no-progress", "--workers", "0"])
+    code = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(out / "run" / "model.safetensors"),
+            "--data",
+            str(out / "data"),
+            "--select-on",
+            "val",
+            "--output",
+            str(tmp_path / "eval"),
+            "--no-progress",
+            "--workers",
+            "0",
+        ]
+    )
     assert code == 0
     again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert again["gt_known_loc"] == metrics["gt_known_loc"] and again["MaxBoxAccV2"] == metrics["MaxBoxAccV2"]
@@ -29,5 +43,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
 
 
 def test_evaluate_reports_missing_checkpoint(tmp_path, capsys):
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "nope.safetensors"), "--data", str(tmp_path)]) == 2
+    assert (
+        main(["evaluate", "--checkpoint", str(tmp_path / "nope.safetensors"), "--data", str(tmp_path)]) == 2
+    )
     assert "nope.safetensors" in capsys.readouterr().err

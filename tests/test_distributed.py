@@ -48,8 +48,10 @@ def bas_train(run: Path, data_root: Path) -> list[str]:
 def launch(*commands: list[str]) -> None:
     """Run the launcher commands side by side and wait for all of them."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for c in commands]
+    procs = [
+        subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for c in commands
+    ]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-3000:]
@@ -83,6 +85,17 @@ def test_two_nodes_match_one_process(reference, tmp_path):
     data_root, single = reference
     ddp = tmp_path / "ddp"
     endpoint = f"127.0.0.1:{free_port()}"
-    launch(*([*LAUNCH, "--nnodes=2", f"--node_rank={rank}", "--nproc_per_node=1", f"--rdzv_endpoint={endpoint}",
-              *bas_train(ddp, data_root)] for rank in (0, 1)))
+    launch(
+        *(
+            [
+                *LAUNCH,
+                "--nnodes=2",
+                f"--node_rank={rank}",
+                "--nproc_per_node=1",
+                f"--rdzv_endpoint={endpoint}",
+                *bas_train(ddp, data_root),
+            ]
+            for rank in (0, 1)
+        )
+    )
     assert_same_run(single, ddp)

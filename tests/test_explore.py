@@ -24,8 +24,14 @@ def setup(tmp_path_factory):
     data = make_dataset(root / "data", num_classes=2, images_per_class=5, image_size=64, seed=0)
     checkpoint = root / "tiny.safetensors"
     torch.manual_seed(0)
-    save_model(checkpoint, bas.build_model("resnet18", 2, hidden=32), threshold=0.5, top_k=1,
-               input_size=64, resize_size=72)
+    save_model(
+        checkpoint,
+        bas.build_model("resnet18", 2, hidden=32),
+        threshold=0.5,
+        top_k=1,
+        input_size=64,
+        resize_size=72,
+    )
     return data, checkpoint
 
 
@@ -41,11 +47,11 @@ def test_mask_family_uses_5n_square_kernels():
     assert steps == [-2, -1, 0, 1, 2]
     assert masks.shape == (5, 64, 64) and masks.dtype == np.float32
     # erosion / dilation by a k x k square changes the side by k - 1: 20 - 9, 20 - 4, 20, 20 + 4, 20 + 9
-    assert masks.sum(axis=(1, 2)).tolist() == [11 ** 2, 16 ** 2, 20 ** 2, 24 ** 2, 29 ** 2]
+    assert masks.sum(axis=(1, 2)).tolist() == [11**2, 16**2, 20**2, 24**2, 29**2]
     np.testing.assert_array_equal(masks[2], mask)
     # an object touching the border shrinks from the border too
     full, _ = mask_family(np.ones((30, 30), bool), 1)
-    assert full[0].sum() == 26 ** 2 and full[2].sum() == 30 ** 2
+    assert full[0].sum() == 26**2 and full[2].sum() == 30**2
 
 
 def test_boxes_to_mask_is_the_union_of_the_boxes():
@@ -84,8 +90,27 @@ def test_explore_batches_the_masks_and_scores_them_right(setup):
 def test_cli_explore_writes_curves_and_figure(setup, tmp_path):
     data, checkpoint = setup
     out = tmp_path / "explore"
-    assert main(["explore", "--checkpoint", str(checkpoint), "--data", str(data), "--split", "test",
-                 "--num-images", "3", "--max-n", "3", "--output", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "explore",
+                "--checkpoint",
+                str(checkpoint),
+                "--data",
+                str(data),
+                "--split",
+                "test",
+                "--num-images",
+                "3",
+                "--max-n",
+                "3",
+                "--output",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     rows = read_csv(out / "explore.csv")
     summary = read_csv(out / "explore_summary.csv")
     assert len(rows) == 3 * 7 and len(summary) == 7
@@ -103,9 +128,29 @@ def test_cli_explore_writes_curves_and_figure(setup, tmp_path):
 def test_evaluate_writes_the_figures(setup, tmp_path):
     data, checkpoint = setup
     out = tmp_path / "eval"
-    assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--dataset", "cub",
-                 "--split", "test", "--save-vis", "4", "--output", str(out), "--set", "data.workers=0",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(checkpoint),
+                "--data",
+                str(data),
+                "--dataset",
+                "cub",
+                "--split",
+                "test",
+                "--save-vis",
+                "4",
+                "--output",
+                str(out),
+                "--set",
+                "data.workers=0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     for name in ("qualitative.png", "curve.png", "per_class.png"):
         with Image.open(out / name) as im:
             assert im.format == "PNG" and min(im.size) > 150, name

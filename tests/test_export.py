@@ -23,8 +23,15 @@ ATOL = 1e-4
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
     torch.manual_seed(0)
-    save_model(path, bas.build_model("resnet18", 4, hidden=32), class_names=list("abcd"), threshold=0.35,
-               top_k=2, input_size=64, resize_size=72)
+    save_model(
+        path,
+        bas.build_model("resnet18", 4, hidden=32),
+        class_names=list("abcd"),
+        threshold=0.35,
+        top_k=2,
+        input_size=64,
+        resize_size=72,
+    )
     return path
 
 
@@ -81,8 +88,25 @@ def test_torchscript_export_matches_eager_for_batch_1_and_3(checkpoint, tmp_path
 
 def test_export_overrides_top_k_and_input_size(checkpoint, tmp_path):
     path = tmp_path / "model96.onnx"
-    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", str(path), "--input-size", "96",
-                 "--top-k", "1", "--opset", "18"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(checkpoint),
+                "--format",
+                "onnx",
+                str(path),
+                "--input-size",
+                "96",
+                "--top-k",
+                "1",
+                "--opset",
+                "18",
+            ]
+        )
+        == 0
+    )
     assert onnx.load(str(path)).opset_import[0].version == 18
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = inputs(2, 96, 4)
@@ -105,7 +129,20 @@ def test_inference_module_returns_a_plain_tuple():
 
 
 def test_export_rejects_bad_arguments(checkpoint, tmp_path, capsys):
-    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", str(tmp_path / "m.onnx"),
-                 "--top-k", "0"]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(checkpoint),
+                "--format",
+                "onnx",
+                str(tmp_path / "m.onnx"),
+                "--top-k",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--top-k" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()

@@ -24,7 +24,9 @@ def test_upsample_bilinear_keeps_constant_and_size():
 def test_largest_8_connected_component_box_exclusive():
     m = np.zeros((1, 10, 12), np.float32)
     m[0, 1:3, 1:3] = 1.0  # 4 pixels
-    m[0, 4, 5] = m[0, 5, 6] = m[0, 6, 7] = m[0, 7, 8] = m[0, 8, 9] = 0.9  # diagonal: one 8-connected component of 5
+    m[0, 4, 5] = m[0, 5, 6] = m[0, 6, 7] = m[0, 7, 8] = m[0, 8, 9] = (
+        0.9  # diagonal: one 8-connected component of 5
+    )
     box = maps_to_boxes(m, 0.5)[0]
     assert box.tolist() == [5, 4, 10, 9]  # x0, y0, x1 (exclusive), y1 (exclusive)
 

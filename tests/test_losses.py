@@ -17,8 +17,13 @@ def _output(fg_score, bg_score, fg_map=None):
         fg_map = torch.zeros(2, 1, 2, 2)
         fg_map[0, 0, 0, 0] = 1.0  # area 0.25
         fg_map[1] = 0.5  # area 0.5
-    return BASOutput(logits=logits, fg_logits=fg_logits, fg_map=fg_map,
-                     fg_score=torch.tensor(fg_score), bg_score=torch.tensor(bg_score))
+    return BASOutput(
+        logits=logits,
+        fg_logits=fg_logits,
+        fg_map=fg_map,
+        fg_score=torch.tensor(fg_score),
+        bg_score=torch.tensor(bg_score),
+    )
 
 
 def test_terms_and_total_ijcv_resnet():
@@ -36,15 +41,18 @@ def test_terms_and_total_ijcv_resnet():
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
-@pytest.mark.parametrize("variant,arch,s,s_bg,expected", [
-    ("ijcv2023", "resnet50", 2.0, 3.0, 1.0),    # S_bg > S -> 1
-    ("ijcv2023", "vgg16", 2.0, 3.0, 0.0),       # VGG16 clips to 0
-    ("ijcv2023", "resnet50", 2.0, 2.0, 1.0),    # equal: ratio 2 / (2 + eps), not clipped
-    ("cvpr2022", "resnet50", 2.0, 3.0, 0.0),    # CVPR: 0
-    ("cvpr2022", "resnet50", 2.0, 2.0, 0.0),    # CVPR condition is >=
-    ("cvpr2022", "resnet50", -2.0, -3.0, -3.0 / (-2.0 + 1e-8)),  # no ReLU: negative scores kept
-    ("ijcv2023", "resnet50", -2.0, -3.0, 0.0),  # ReLU: 0 / (0 + eps) = 0
-])
+@pytest.mark.parametrize(
+    "variant,arch,s,s_bg,expected",
+    [
+        ("ijcv2023", "resnet50", 2.0, 3.0, 1.0),  # S_bg > S -> 1
+        ("ijcv2023", "vgg16", 2.0, 3.0, 0.0),  # VGG16 clips to 0
+        ("ijcv2023", "resnet50", 2.0, 2.0, 1.0),  # equal: ratio 2 / (2 + eps), not clipped
+        ("cvpr2022", "resnet50", 2.0, 3.0, 0.0),  # CVPR: 0
+        ("cvpr2022", "resnet50", 2.0, 2.0, 0.0),  # CVPR condition is >=
+        ("cvpr2022", "resnet50", -2.0, -3.0, -3.0 / (-2.0 + 1e-8)),  # no ReLU: negative scores kept
+        ("ijcv2023", "resnet50", -2.0, -3.0, 0.0),  # ReLU: 0 / (0 + eps) = 0
+    ],
+)
 def test_clip_table(variant, arch, s, s_bg, expected):
     value = bas_term(torch.tensor([s]), torch.tensor([s_bg]), loss_spec(variant, arch)).item()
     assert value == pytest.approx(expected, rel=1e-5)
@@ -82,9 +90,14 @@ def test_cam_loss_is_cross_entropy():
 def test_losses_are_computed_in_float32_from_half_precision_outputs():
     """Autocast outputs: the terms come out in float32 and the ratio's epsilon survives (0 / eps = 0)."""
     half = torch.float16
-    out = BASOutput(logits=torch.tensor([[2.0, -1.0]], dtype=half), fg_logits=torch.tensor([[1.0, 0.0]], dtype=half),
-                    fg_map=torch.full((1, 1, 2, 2), 0.25, dtype=half), fg_score=torch.zeros(1, dtype=half),
-                    bg_score=torch.zeros(1, dtype=half), feature_map=torch.zeros(1, 2, 2, 2, dtype=half))
+    out = BASOutput(
+        logits=torch.tensor([[2.0, -1.0]], dtype=half),
+        fg_logits=torch.tensor([[1.0, 0.0]], dtype=half),
+        fg_map=torch.full((1, 1, 2, 2), 0.25, dtype=half),
+        fg_score=torch.zeros(1, dtype=half),
+        bg_score=torch.zeros(1, dtype=half),
+        feature_map=torch.zeros(1, 2, 2, 2, dtype=half),
+    )
     total, terms = bas_loss(out, torch.tensor([0]), alpha=0.5, beta=1.0)
     assert {t.dtype for t in (total, *terms.values())} == {torch.float32}
     assert terms["bas"].item() == 0.0  # in float16, 0 / (0 + 1e-8) would be 0 / 0

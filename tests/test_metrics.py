@@ -276,7 +276,10 @@ evaluator.accumulate(maps, [np.array([[0, 0, 7, 7]])] * 80)
 print(evaluator.compute()["num_images"])
 """
     process = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     try:
@@ -298,14 +301,18 @@ def adversarial_maps(rng, size):
         r = np.hypot(xx - cx, yy - cy)
         ring = np.exp(-((r - rng.uniform(0.15, 0.3)) ** 2) / 0.005)
         maps.append(ring + rng.uniform(-0.5, 0.8) * np.exp(-(r**2) / 0.003))
-    two = np.exp(-((xx - 0.25) ** 2 + (yy - 0.5) ** 2) / 0.01) + np.exp(-((xx - 0.75) ** 2 + (yy - 0.5) ** 2) / 0.01)
+    two = np.exp(-((xx - 0.25) ** 2 + (yy - 0.5) ** 2) / 0.01) + np.exp(
+        -((xx - 0.75) ** 2 + (yy - 0.5) ** 2) / 0.01
+    )
     maps.append(two)  # two maxima of exactly the same value
     maps.append(np.round(smooth_maps(rng, 1, size)[0] * 6) / 6)  # wide plateaus, several at the top
     maps.append(np.kron(rng.random((size // 8, size // 8)), np.ones((8, 8))))  # blocks: equal-valued plateaus
     low = rng.random((size // 8 + 1, size // 8 + 1))
-    maps.append(np.asarray(  # bilinear upsampling of a coarse map, like a network's score map
-        __import__("cv2").resize(low, (size, size), interpolation=__import__("cv2").INTER_LINEAR)
-    ))
+    maps.append(
+        np.asarray(  # bilinear upsampling of a coarse map, like a network's score map
+            __import__("cv2").resize(low, (size, size), interpolation=__import__("cv2").INTER_LINEAR)
+        )
+    )
     maps.append(smooth_maps(rng, 1, size)[0] + 0.05 * rng.random((size, size)))  # smooth plus noise
     checker = ((np.arange(size)[:, None] // 3 + np.arange(size)[None] // 3) % 2).astype(float)
     maps.append(checker * 0.5 + 0.5 * smooth_maps(rng, 1, size)[0])  # many diagonal touches
@@ -360,7 +367,9 @@ def contour_counts(mask):
     """(components, holes) as cv2.findContours sees them."""
     import cv2
 
-    contours, hierarchy = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)[-2:]
+    contours, hierarchy = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)[
+        -2:
+    ]
     holes = 0 if hierarchy is None else int((hierarchy[0][:, 3] >= 0).sum())
     return len(contours) - holes, holes
 

@@ -48,11 +48,15 @@ def test_parameter_names_follow_the_authors():
     names = set(bas.build_model("mobilenet_v1", 3, hidden=8).state_dict())
     assert "mid.model.11.3.weight" in names and "head.model.12.0.weight" in names
     names = set(bas.build_model("inception_v3", 3, hidden=8).state_dict())
-    assert "mid.Mixed_6e.branch_pool.conv.weight" in names and "head.Mixed_7c.branch1x1.bn.running_var" in names
+    assert (
+        "mid.Mixed_6e.branch_pool.conv.weight" in names and "head.Mixed_7c.branch1x1.bn.running_var" in names
+    )
 
 
 def test_cvpr_variant_adds_final_relu():
-    assert isinstance(bas.build_model("resnet18", 3, variant="cvpr2022", hidden=8).classifier[-1], torch.nn.ReLU)
+    assert isinstance(
+        bas.build_model("resnet18", 3, variant="cvpr2022", hidden=8).classifier[-1], torch.nn.ReLU
+    )
     assert isinstance(bas.build_model("resnet18", 3, hidden=8).classifier[-1], torch.nn.Conv2d)
     with pytest.raises(ValueError, match="unknown variant"):
         bas.build_model("resnet18", 3, variant="iccv")
@@ -79,7 +83,7 @@ def test_forward_without_python_loop_over_batch_matches_per_sample():
     y = torch.tensor([0, 3, 1])
     with torch.no_grad():
         batched = model(x, y)
-        single = [model(x[i:i + 1], y[i:i + 1]) for i in range(3)]
+        single = [model(x[i : i + 1], y[i : i + 1]) for i in range(3)]
     assert torch.allclose(batched.fg_map, torch.cat([s.fg_map for s in single]), atol=1e-5)
     assert torch.allclose(batched.fg_logits, torch.cat([s.fg_logits for s in single]), atol=1e-5)
 
@@ -126,11 +130,14 @@ def test_main_branch_gradients_reach_everything():
     assert model.mid.conv1.weight.grad is not None and model.head.layer4[0].conv1.weight.grad is not None
 
 
-@pytest.mark.parametrize("bad,match", [
-    (torch.randn(3, 64, 64), "must be a \\(B, 3, H, W\\) tensor"),
-    (torch.randn(1, 1, 64, 64), "3 channels"),
-    (torch.randn(1, 3, 16, 16), "at least 32x32"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (torch.randn(3, 64, 64), "must be a \\(B, 3, H, W\\) tensor"),
+        (torch.randn(1, 1, 64, 64), "3 channels"),
+        (torch.randn(1, 3, 16, 16), "at least 32x32"),
+    ],
+)
 def test_bad_images_are_refused(bad, match):
     model = bas.build_model("resnet18", 3, hidden=8)
     with pytest.raises(ValueError, match=match):

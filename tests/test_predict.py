@@ -53,8 +53,15 @@ class EchoModel(nn.Module):
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
     torch.manual_seed(0)
-    save_model(path, bas.build_model("resnet18", 3, hidden=32), class_names=CLASSES, threshold=0.3, top_k=2,
-               input_size=64, resize_size=72)
+    save_model(
+        path,
+        bas.build_model("resnet18", 3, hidden=32),
+        class_names=CLASSES,
+        threshold=0.3,
+        top_k=2,
+        input_size=64,
+        resize_size=72,
+    )
     return path
 
 
@@ -70,8 +77,14 @@ def test_crop_mode_maps_the_blob_back_through_the_resize_and_crop():
     # the 256 x 256 resized image, so the blob is x [66, 116), y [56, 96) there. The original image is
     # 512 x 768 (W x H): x scales by 512 / 256 = 2, y by 768 / 256 = 3. A bilinear upscale by an integer
     # factor s of a 0/1 step, thresholded at 0.5, moves the edge a -> a * s exactly.
-    localizer = Localizer(BlobModel(224, 50, 40, 100, 80), input_size=224, resize_size=256,
-                          class_names=CLASSES, threshold=0.5, device="cpu")
+    localizer = Localizer(
+        BlobModel(224, 50, 40, 100, 80),
+        input_size=224,
+        resize_size=256,
+        class_names=CLASSES,
+        threshold=0.5,
+        device="cpu",
+    )
     (pred,) = localizer.predict(np.zeros((768, 512, 3), np.uint8))
     assert pred.box == (132, 168, 232, 288)
     assert pred.map.shape == (768, 512) and pred.map.dtype == np.float32
@@ -191,14 +204,32 @@ def test_cli_predict_writes_jsonl_and_overlays_and_reports_unreadable_files(chec
     Image.fromarray(random_image(64, 64, 3)).save(extra / "a.png")  # same name as images/a.png
     out = tmp_path / "out"
 
-    code = main(["predict", str(images), str(extra / "*.png"), str(tmp_path / "missing.png"),
-                 "--checkpoint", str(checkpoint), "--output", str(out), "--batch-size", "2", "--device", "cpu"])
+    code = main(
+        [
+            "predict",
+            str(images),
+            str(extra / "*.png"),
+            str(tmp_path / "missing.png"),
+            "--checkpoint",
+            str(checkpoint),
+            "--output",
+            str(out),
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "broken.jpg" in err and "missing.png" in err and "skipped 2 input(s)" in err
 
     lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert [r["path"] for r in lines] == [str(images / "a.png"), str(images / "sub" / "b.jpg"), str(extra / "a.png")]
+    assert [r["path"] for r in lines] == [
+        str(images / "a.png"),
+        str(images / "sub" / "b.jpg"),
+        str(extra / "a.png"),
+    ]
     for record in lines:
         assert {"path", "label", "class_name", "score", "top5", "box"} <= set(record)
         assert record["class_name"] == CLASSES[record["label"]]
@@ -210,14 +241,41 @@ def test_cli_predict_writes_jsonl_and_overlays_and_reports_unreadable_files(chec
     with Image.open(out / lines[0]["overlay"]) as im:
         assert im.format == "PNG" and min(im.size) > 50
 
-    code = main(["predict", str(images / "a.png"), "--checkpoint", str(checkpoint), "--output", str(tmp_path / "o2"),
-                 "--no-crop", "--top-k", "1", "--threshold", "0.6", "--no-progress"])
+    code = main(
+        [
+            "predict",
+            str(images / "a.png"),
+            "--checkpoint",
+            str(checkpoint),
+            "--output",
+            str(tmp_path / "o2"),
+            "--no-crop",
+            "--top-k",
+            "1",
+            "--threshold",
+            "0.6",
+            "--no-progress",
+        ]
+    )
     assert code == 0
-    (record,) = [json.loads(line) for line in (tmp_path / "o2" / "predictions.jsonl").read_text().splitlines()]
+    (record,) = [
+        json.loads(line) for line in (tmp_path / "o2" / "predictions.jsonl").read_text().splitlines()
+    ]
     assert (record["crop"], record["top_k"], record["threshold"]) == (False, 1, 0.6)
 
 
 def test_cli_predict_without_any_image_is_an_error(checkpoint, tmp_path, capsys):
-    assert main(["predict", str(tmp_path / "nothing*.jpg"), "--checkpoint", str(checkpoint),
-                 "--output", str(tmp_path / "out")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "nothing*.jpg"),
+                "--checkpoint",
+                str(checkpoint),
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     assert "error: no image found" in capsys.readouterr().err

@@ -28,9 +28,23 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path):
     recipe.write_text(dump_config(tiny_config(data_root, killed, *settings, "data.workers=2")))
 
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "bas.cli", "train", "--config", str(recipe), "--no-progress",
-                             "--device", "cpu"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)  # its own process group: the loader workers die with it
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bas.cli",
+            "train",
+            "--config",
+            str(recipe),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )  # its own process group: the loader workers die with it
     try:
         deadline = time.monotonic() + 120
         while not (killed / LAST).exists():
@@ -47,8 +61,23 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path):
 
     # Resume from the checkpoint alone: the run's config.yaml supplies the config.
     assert main(["train", "--resume", str(killed / LAST), "--no-progress", "--device", "cpu"]) == 0
-    assert main(["train", "--config", str(recipe), "--output", str(reference), "--set", "data.workers=0",
-                 "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(recipe),
+                "--output",
+                str(reference),
+                "--set",
+                "data.workers=0",
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
 
     for name in (FINAL, BEST):
         resumed, uninterrupted = (safetensors.torch.load_file(str(run / name)) for run in (killed, reference))
@@ -59,5 +88,6 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path):
     log = read_log(killed)
     assert [r["step"] for r in log if r["kind"] == "train"] == list(range(1, 2 * STEPS_PER_EPOCH + 1))
     assert [r["epoch"] for r in log if r["kind"] == "epoch"] == [1, 2]
-    assert [r["val_MaxBoxAccV2"] for r in log if r["kind"] == "epoch"] == \
-        [r["val_MaxBoxAccV2"] for r in read_log(reference) if r["kind"] == "epoch"]
+    assert [r["val_MaxBoxAccV2"] for r in log if r["kind"] == "epoch"] == [
+        r["val_MaxBoxAccV2"] for r in read_log(reference) if r["kind"] == "epoch"
+    ]

@@ -29,11 +29,25 @@ from bas.errors import ConfigError
 from bas.models import build_model
 
 # 3 classes x 12 images; CUB-style splits: 6 train, 2 val (held out of train), 4 test images per class.
-TINY = ["data.synthetic.num_classes=3", "data.synthetic.images_per_class=12", "data.synthetic.image_size=48",
-        "data.options.val_per_class=2", "data.input_size=32", "data.resize_size=36", "data.batch_size=4",
-        "data.eval_batch_size=8", "data.workers=0", "model.arch=mobilenet_v1", "model.hidden=8",
-        "optim.epochs=1", "optim.decay_every=1", "eval.every=1", "eval.top_k=1", "eval.interval=0.05",
-        "train.log_every=1"]
+TINY = [
+    "data.synthetic.num_classes=3",
+    "data.synthetic.images_per_class=12",
+    "data.synthetic.image_size=48",
+    "data.options.val_per_class=2",
+    "data.input_size=32",
+    "data.resize_size=36",
+    "data.batch_size=4",
+    "data.eval_batch_size=8",
+    "data.workers=0",
+    "model.arch=mobilenet_v1",
+    "model.hidden=8",
+    "optim.epochs=1",
+    "optim.decay_every=1",
+    "eval.every=1",
+    "eval.top_k=1",
+    "eval.interval=0.05",
+    "train.log_every=1",
+]
 STEPS_PER_EPOCH = 4  # 18 training images, batch 4
 
 
@@ -66,11 +80,15 @@ def test_parameter_groups_of_resnet50():
     group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
     names = dict(model.named_parameters())
     expected = {
-        "mid.conv1.weight": ("backbone_weight", 0.001), "mid.bn1.weight": ("backbone_weight", 0.001),
-        "mid.bn1.bias": ("backbone_bias", 0.002), "mid.layer3.5.conv3.weight": ("backbone_weight", 0.001),
+        "mid.conv1.weight": ("backbone_weight", 0.001),
+        "mid.bn1.weight": ("backbone_weight", 0.001),
+        "mid.bn1.bias": ("backbone_bias", 0.002),
+        "mid.layer3.5.conv3.weight": ("backbone_weight", 0.001),
         "head.layer4.0.downsample.1.bias": ("backbone_bias", 0.002),
-        "classifier.0.weight": ("new_weight", 0.01), "classifier.4.bias": ("new_bias", 0.02),
-        "generator.0.weight": ("new_weight", 0.01), "generator.0.bias": ("new_bias", 0.02),
+        "classifier.0.weight": ("new_weight", 0.01),
+        "classifier.4.bias": ("new_bias", 0.02),
+        "generator.0.weight": ("new_weight", 0.01),
+        "generator.0.bias": ("new_bias", 0.02),
     }
     for name, (group, lr) in expected.items():
         assert group_of[id(names[name])]["name"] == group, name
@@ -80,7 +98,9 @@ def test_parameter_groups_of_resnet50():
         group = group_of[id(param)]["name"]
         assert group.startswith("new") == name.startswith(("classifier.", "generator.")), name
         assert group.endswith("bias") == name.endswith(".bias"), name
-    assert all(g["momentum"] == 0.9 and g["nesterov"] and g["weight_decay"] == 0.0005 for g in optimizer.param_groups)
+    assert all(
+        g["momentum"] == 0.9 and g["nesterov"] and g["weight_decay"] == 0.0005 for g in optimizer.param_groups
+    )
 
 
 def test_step_decay_every_n_epochs():
@@ -91,7 +111,8 @@ def test_step_decay_every_n_epochs():
     for epoch in range(optim_cfg["epochs"]):
         factor = 0.1 ** (epoch // 3)
         assert [g["lr"] for g in optimizer.param_groups] == pytest.approx(
-            [0.001 * factor, 0.002 * factor, 0.01 * factor, 0.02 * factor]), epoch
+            [0.001 * factor, 0.002 * factor, 0.01 * factor, 0.02 * factor]
+        ), epoch
         optimizer.step()  # the epoch's steps (no gradients here), then the per-epoch decay
         scheduler.step()
 
@@ -102,8 +123,8 @@ def test_sampler_shards_cover_the_single_process_batches():
     shards = [list(EpochSampler(50, seed=3, rank=r, world_size=2, multiple_of=4)) for r in range(2)]
     assert len(single) == 48 and all(len(s) == 24 for s in shards)
     for step in range(6):
-        together = shards[0][4 * step:4 * step + 4] + shards[1][4 * step:4 * step + 4]
-        assert sorted(together) == sorted(single[8 * step:8 * step + 8])
+        together = shards[0][4 * step : 4 * step + 4] + shards[1][4 * step : 4 * step + 4]
+        assert sorted(together) == sorted(single[8 * step : 8 * step + 8])
     resumed = EpochSampler(50, seed=3, multiple_of=8)
     resumed.set_epoch(0, start=16)
     assert list(resumed) == single[16:]
@@ -114,21 +135,33 @@ def test_sampler_shards_cover_the_single_process_batches():
 # --------------------------------------------------------------------------- precision etc.
 
 
-@pytest.mark.parametrize("override, dtype", [("train.amp=bf16", torch.bfloat16), ("train.amp=fp16", torch.float16),
-                                             ("train.channels_last=true", torch.float32)])
+@pytest.mark.parametrize(
+    "override, dtype",
+    [
+        ("train.amp=bf16", torch.bfloat16),
+        ("train.amp=fp16", torch.float16),
+        ("train.channels_last=true", torch.float32),
+    ],
+)
 def test_precision_and_memory_format_on_cpu(data_root, tmp_path, monkeypatch, override, dtype):
     """Two steps run; the model really runs in the asked dtype / memory format, the loss in float32."""
     produced, lost = [], []
     real_loss = train_module.training_loss
 
     def spy_loss(method, out, labels, **kwargs):
-        produced.append((out.feature_map.dtype, out.feature_map.is_contiguous(memory_format=torch.channels_last)))
+        produced.append(
+            (out.feature_map.dtype, out.feature_map.is_contiguous(memory_format=torch.channels_last))
+        )
         total, terms = real_loss(method, out, labels, **kwargs)
         lost.append({t.dtype for t in (total, *terms.values())})
         return total, terms
 
     monkeypatch.setattr(train_module, "training_loss", spy_loss)
-    train(tiny_config(data_root, tmp_path, override, "train.max_steps=2", "eval.every=0"), progress=False, device="cpu")
+    train(
+        tiny_config(data_root, tmp_path, override, "train.max_steps=2", "eval.every=0"),
+        progress=False,
+        device="cpu",
+    )
     channels_last = "channels_last" in override
     assert produced == [(dtype, channels_last)] * 2
     assert lost == [{torch.float32}] * 2
@@ -144,8 +177,18 @@ def test_gradient_accumulation_matches_the_full_batch(data_root, tmp_path):
     runs = {}
     for accum in (1, 2):
         out = tmp_path / f"accum{accum}"
-        train(tiny_config(data_root, out, "model.arch=vgg16", f"train.accum_steps={accum}", "train.max_steps=2",
-                          "eval.every=0"), progress=False, device="cpu")
+        train(
+            tiny_config(
+                data_root,
+                out,
+                "model.arch=vgg16",
+                f"train.accum_steps={accum}",
+                "train.max_steps=2",
+                "eval.every=0",
+            ),
+            progress=False,
+            device="cpu",
+        )
         runs[accum] = weights(out / FINAL)
         assert [r["step"] for r in read_log(out)] == [1, 2]
     initial = build_model("vgg16", 3, hidden=8).state_dict()
@@ -156,8 +199,11 @@ def test_gradient_accumulation_matches_the_full_batch(data_root, tmp_path):
 
 @pytest.mark.slow  # torch.compile of the forward and backward takes minutes on a 2-core CPU
 def test_torch_compile_on_cpu(data_root, tmp_path):
-    train(tiny_config(data_root, tmp_path, "train.compile=true", "train.max_steps=2", "eval.every=0"),
-          progress=False, device="cpu")
+    train(
+        tiny_config(data_root, tmp_path, "train.compile=true", "train.max_steps=2", "eval.every=0"),
+        progress=False,
+        device="cpu",
+    )
     log = read_log(tmp_path)
     assert [r["step"] for r in log] == [1, 2] and all(math.isfinite(r["loss"]) for r in log)
     assert "mid.model.0.0.weight" in weights(tmp_path / FINAL)  # saved without the _orig_mod prefix
@@ -197,8 +243,15 @@ def test_two_epochs_validate_keep_best_and_log(data_root, tmp_path):
     best_epoch = next(r["epoch"] for r in epochs if r["val_top1_loc"] == best_value)
     assert meta["metrics"]["epoch"] == best_epoch
     model = load_checkpoint(tmp_path / BEST)
-    evaluator = evaluate(model, eval_loader(make_dataset_split(cfg, "val", train=False), cfg), num_classes=3,
-                         top_k=1, threshold=0.1, interval=0.05, progress=False)
+    evaluator = evaluate(
+        model,
+        eval_loader(make_dataset_split(cfg, "val", train=False), cfg),
+        num_classes=3,
+        top_k=1,
+        threshold=0.1,
+        interval=0.05,
+        progress=False,
+    )
     assert meta["threshold"] == pytest.approx(evaluator.best_threshold("top1_loc"))
     assert evaluator.compute()["top1_loc"] == pytest.approx(best_value)
     assert result["epoch"] == 2 and result["val"]["top1_loc"] == pytest.approx(epochs[-1]["val_top1_loc"])
@@ -249,17 +302,32 @@ def test_nan_loss_stops_with_step_and_term(data_root, tmp_path, monkeypatch, cap
     assert not (run / FINAL).exists()
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.bogus=1", "error: unknown config key 'train.bogus'"),
-    ("train.amp=fp32", "error: train.amp must be one of null, bf16, fp16, got 'fp32'"),
-    ("train.accum_steps=3", "error: data.batch_size=4 (the global batch of one step) must be divisible by "
-                            "world size x train.accum_steps = 1 x 3"),
-    ("loss.beta=.nan", "error: loss.beta must be a finite number, got nan"),
-    ("eval.select_metric=loss", "error: eval.select_metric must be one of MaxBoxAccV2, top1_loc"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.bogus=1", "error: unknown config key 'train.bogus'"),
+        ("train.amp=fp32", "error: train.amp must be one of null, bf16, fp16, got 'fp32'"),
+        (
+            "train.accum_steps=3",
+            "error: data.batch_size=4 (the global batch of one step) must be divisible by "
+            "world size x train.accum_steps = 1 x 3",
+        ),
+        ("loss.beta=.nan", "error: loss.beta must be a finite number, got nan"),
+        ("eval.select_metric=loss", "error: eval.select_metric must be one of MaxBoxAccV2, top1_loc"),
+    ],
+)
 def test_bad_config_is_a_one_line_error(tmp_path, capsys, override, message):
-    args = ["train", "--output", str(tmp_path), "--set", "data.root=nowhere", "--set", "data.batch_size=4",
-            "--set", override]
+    args = [
+        "train",
+        "--output",
+        str(tmp_path),
+        "--set",
+        "data.root=nowhere",
+        "--set",
+        "data.batch_size=4",
+        "--set",
+        override,
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(message)

@@ -65,22 +65,40 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Inference defaults of the papers (BAS.md §4): (variant, dataset) -> arch -> (threshold, top_k).
 # The dataset is guessed from the class count; ResNet-family networks use the ResNet50 entry.
 INFERENCE_DEFAULTS: dict[tuple[str, str], dict[str, tuple[float, int]]] = {
-    ("ijcv2023", "CUB"): {"vgg16": (0.10, 80), "resnet50": (0.10, 200),
-                          "inception_v3": (0.10, 200), "mobilenet_v1": (0.10, 80)},
-    ("ijcv2023", "ILSVRC"): {"vgg16": (0.45, 1), "resnet50": (0.25, 1),
-                             "inception_v3": (0.25, 1), "mobilenet_v1": (0.50, 1)},
-    ("cvpr2022", "CUB"): {"vgg16": (0.15, 80), "resnet50": (0.15, 200),
-                          "inception_v3": (0.10, 200), "mobilenet_v1": (0.15, 200)},
-    ("cvpr2022", "ILSVRC"): {"vgg16": (0.50, 1), "resnet50": (0.45, 1),
-                             "inception_v3": (0.30, 1), "mobilenet_v1": (0.50, 1)},
+    ("ijcv2023", "CUB"): {
+        "vgg16": (0.10, 80),
+        "resnet50": (0.10, 200),
+        "inception_v3": (0.10, 200),
+        "mobilenet_v1": (0.10, 80),
+    },
+    ("ijcv2023", "ILSVRC"): {
+        "vgg16": (0.45, 1),
+        "resnet50": (0.25, 1),
+        "inception_v3": (0.25, 1),
+        "mobilenet_v1": (0.50, 1),
+    },
+    ("cvpr2022", "CUB"): {
+        "vgg16": (0.15, 80),
+        "resnet50": (0.15, 200),
+        "inception_v3": (0.10, 200),
+        "mobilenet_v1": (0.15, 200),
+    },
+    ("cvpr2022", "ILSVRC"): {
+        "vgg16": (0.50, 1),
+        "resnet50": (0.45, 1),
+        "inception_v3": (0.30, 1),
+        "mobilenet_v1": (0.50, 1),
+    },
 }
 DATASET_BY_NUM_CLASSES = {200: "CUB", 1000: "ILSVRC"}
 FALLBACK_INFERENCE = (0.5, 1)  # any other dataset or architecture: mid-range threshold, top-1 map
 
 # ImageNet weights torchvision does not provide: arch -> (file name, where to get it).
 MANUAL_IMAGENET_WEIGHTS = {
-    "mobilenet_v1": ("mobilenet_v1_with_relu_69_5.pth",
-                     "https://storage.googleapis.com/models-hao/mobilenet_v1_with_relu_69_5.pth"),
+    "mobilenet_v1": (
+        "mobilenet_v1_with_relu_69_5.pth",
+        "https://storage.googleapis.com/models-hao/mobilenet_v1_with_relu_69_5.pth",
+    ),
 }
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DDP, torch.compile
@@ -90,19 +108,46 @@ _NEW_LAYERS = ("classifier.", "generator.")
 _BACKBONE = ("mid.", "head.")
 _IMAGENET_HEADS = ("fc.", "classifier.", "AuxLogits.")  # ImageNet classifiers, never loaded
 METHODS = ("bas", "cam")  # the model a file holds: BASModel or the CAM baseline (CAMModel)
-_DOCUMENT_KEYS = frozenset({"method", "source", "arch", "num_classes", "variant", "hidden", "class_names", "threshold",
-                            "top_k", "input_size", "resize_size", "mean", "std", "config", "metrics", "extra"})
+_DOCUMENT_KEYS = frozenset(
+    {
+        "method",
+        "source",
+        "arch",
+        "num_classes",
+        "variant",
+        "hidden",
+        "class_names",
+        "threshold",
+        "top_k",
+        "input_size",
+        "resize_size",
+        "mean",
+        "std",
+        "config",
+        "metrics",
+        "extra",
+    }
+)
 
 
 # ------------------------------------------------------------------------------------ public API
 
 
-def save_model(path: str | Path, model: nn.Module, *, class_names: Sequence[str] | None = None,
-               threshold: float | None = None, top_k: int | None = None,
-               config: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
-               input_size: int = 224, resize_size: int = 256,
-               mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-               extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def save_model(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    class_names: Sequence[str] | None = None,
+    threshold: float | None = None,
+    top_k: int | None = None,
+    config: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    input_size: int = 224,
+    resize_size: int = 256,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Write ``model`` and its metadata as one ``.safetensors`` file, atomically.
 
     Args:
@@ -123,10 +168,24 @@ def save_model(path: str | Path, model: nn.Module, *, class_names: Sequence[str]
     net = unwrap_model(model)
     if not isinstance(net, (BASModel, CAMModel)):
         raise TypeError(f"save_model expects a BASModel or a CAMModel, got {type(net).__name__}")
-    meta = _metadata(source="bas", method=_method_of(net), arch=net.arch, num_classes=net.num_classes,
-                     variant=getattr(net, "variant", "ijcv2023"), hidden=_hidden_of(net), class_names=class_names,
-                     threshold=threshold, top_k=top_k, input_size=input_size, resize_size=resize_size,
-                     mean=mean, std=std, config=config, metrics=metrics, extra=extra)
+    meta = _metadata(
+        source="bas",
+        method=_method_of(net),
+        arch=net.arch,
+        num_classes=net.num_classes,
+        variant=getattr(net, "variant", "ijcv2023"),
+        hidden=_hidden_of(net),
+        class_names=class_names,
+        threshold=threshold,
+        top_k=top_k,
+        input_size=input_size,
+        resize_size=resize_size,
+        mean=mean,
+        std=std,
+        config=config,
+        metrics=metrics,
+        extra=extra,
+    )
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
     document = json.dumps(meta)  # carries the format name and version
     with atomic_path(path) as tmp:
@@ -134,8 +193,14 @@ def save_model(path: str | Path, model: nn.Module, *, class_names: Sequence[str]
     return meta
 
 
-def load_checkpoint(path: str | Path, *, arch: str | None = None, num_classes: int | None = None,
-                    variant: str | None = None, map_location: str | torch.device = "cpu") -> BASModel | CAMModel:
+def load_checkpoint(
+    path: str | Path,
+    *,
+    arch: str | None = None,
+    num_classes: int | None = None,
+    variant: str | None = None,
+    map_location: str | torch.device = "cpu",
+) -> BASModel | CAMModel:
     """Load any supported checkpoint as a ready model in eval mode (a CAMModel for ``method: cam`` files).
 
     Supported: our ``.safetensors`` files, the released CVPR 2022 and IJCV 2023 files, plain state
@@ -203,7 +268,9 @@ def inference_defaults(arch: str, num_classes: int, variant: str) -> tuple[float
     """The paper's (threshold, top_k) for this architecture, the dataset guessed from ``num_classes``
     (200 -> CUB, 1000 -> ILSVRC) and the variant; :data:`FALLBACK_INFERENCE` otherwise."""
     table = INFERENCE_DEFAULTS.get((variant, DATASET_BY_NUM_CLASSES.get(num_classes, "")), {})
-    family = arch if arch in table else "resnet50" if "resne" in arch else ""  # resnet*, resnext*, wide_resnet*
+    family = (
+        arch if arch in table else "resnet50" if "resne" in arch else ""
+    )  # resnet*, resnext*, wide_resnet*
     return table.get(family, FALLBACK_INFERENCE)
 
 
@@ -221,10 +288,19 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 # ------------------------------------------------------------------------------- training state
 
 
-def save_training_state(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                        scheduler: Any | None = None, scaler: Any | None = None, epoch: int, step: int,
-                        config: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
-                        extra: Mapping[str, Any] | None = None) -> None:
+def save_training_state(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    scaler: Any | None = None,
+    epoch: int,
+    step: int,
+    config: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
     """Write everything an exact resume needs, atomically, readable with ``weights_only=True``.
 
     Stores the (unwrapped) model weights, the optimizer, scheduler and grad-scaler state dicts,
@@ -255,8 +331,14 @@ def save_training_state(path: str | Path, *, model: nn.Module, optimizer: torch.
         torch.save(state, fh)
 
 
-def load_training_state(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                        scheduler: Any | None = None, scaler: Any | None = None) -> dict[str, Any]:
+def load_training_state(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    scaler: Any | None = None,
+) -> dict[str, Any]:
     """Restore a :func:`save_training_state` file into the given objects and the RNGs.
 
     Returns:
@@ -268,7 +350,9 @@ def load_training_state(path: str | Path, *, model: nn.Module, optimizer: torch.
     """
     state = _torch_load(path)
     if not isinstance(state, dict) or state.get("format") != TRAINING_STATE_FORMAT:
-        raise CheckpointError(f"{path} is not a training-state checkpoint (use load_checkpoint for model files)")
+        raise CheckpointError(
+            f"{path} is not a training-state checkpoint (use load_checkpoint for model files)"
+        )
     _load_tensors(unwrap_model(model), state["model"], str(path))
     for name, target in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
         if target is not None:
@@ -338,9 +422,11 @@ def _read_source(path: str | Path) -> _Source:
     if _is_tensor_dict(obj):
         return _plain_source(obj)
     if isinstance(obj, dict) and obj.get("format") == TRAINING_STATE_FORMAT:
-        said = {k: obj[k] for k in ("method", "arch", "num_classes", "variant", "hidden", "config", "metrics",
-                                    "extra")
-                if obj.get(k) is not None}
+        said = {
+            k: obj[k]
+            for k in ("method", "arch", "num_classes", "variant", "hidden", "config", "metrics", "extra")
+            if obj.get(k) is not None
+        }
         return _Source(obj["model"], "training_state", said)
     if isinstance(obj, dict) and _is_tensor_dict(obj.get("model")):  # IJCV 2023 wrapper
         said = {"extra": {k: obj[k] for k in ("epoch",) if k in obj}}
@@ -364,12 +450,22 @@ def _torch_load(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = next((line.strip() for line in str(exc).splitlines()
-                       if "unsupported" in line.lower() and "file an issue" not in line.lower()), str(exc)[:200])
-        raise CheckpointError(f"refusing to unpickle {path}: not a plain tensor checkpoint ({reason}); "
-                              "only tensors, numbers, strings and containers are ever loaded") from None
+        reason = next(
+            (
+                line.strip()
+                for line in str(exc).splitlines()
+                if "unsupported" in line.lower() and "file an issue" not in line.lower()
+            ),
+            str(exc)[:200],
+        )
+        raise CheckpointError(
+            f"refusing to unpickle {path}: not a plain tensor checkpoint ({reason}); "
+            "only tensors, numbers, strings and containers are ever loaded"
+        ) from None
     except (RuntimeError, OSError, EOFError) as exc:
-        raise CheckpointError(f"cannot read {path} as a torch checkpoint (truncated or corrupt?): {exc}") from None
+        raise CheckpointError(
+            f"cannot read {path} as a torch checkpoint (truncated or corrupt?): {exc}"
+        ) from None
 
 
 def _is_safetensors(path: str | Path) -> bool:
@@ -400,18 +496,24 @@ def _safetensors_document(path: str | Path) -> dict[str, Any] | None:
         raise CheckpointError(f"{path}: the '{METADATA_KEY}' metadata is not a {FORMAT_NAME} document")
     version = document.pop("format_version", None)
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has format version {version}; this bas-wsol reads up to {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{path} has format version {version}; this bas-wsol reads up to {FORMAT_VERSION}"
+        )
     unknown = sorted(set(document) - _DOCUMENT_KEYS)
     missing = sorted(k for k in ("arch", "num_classes", "variant") if k not in document)
     if unknown or missing:
-        raise CheckpointError(f"{path}: malformed '{METADATA_KEY}' metadata (unknown keys {unknown}, "
-                              f"missing keys {missing})")
+        raise CheckpointError(
+            f"{path}: malformed '{METADATA_KEY}' metadata (unknown keys {unknown}, missing keys {missing})"
+        )
     return document
 
 
 def _is_tensor_dict(obj: Any) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
 
 
 # ------------------------------------------------------------------------------ key handling
@@ -434,7 +536,7 @@ def _normalise_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.T
             continue
         for old, new in _RENAMES:
             if key.startswith(old):
-                key = new + key[len(old):]
+                key = new + key[len(old) :]
         out[key] = value
     return out
 
@@ -475,19 +577,24 @@ def infer_arch(state_dict: Mapping[str, torch.Tensor]) -> str:
         if score > best_score:
             best, best_score = arch, score
     expected = dict(_arch_signature(best))
-    raise CheckpointError("the checkpoint's backbone matches no known architecture; closest is "
-                          f"{best}: " + _mismatch_report(expected, found))
+    raise CheckpointError(
+        "the checkpoint's backbone matches no known architecture; closest is "
+        f"{best}: " + _mismatch_report(expected, found)
+    )
 
 
 def _infer_size(state_dict: Mapping[str, torch.Tensor], key: str) -> int:
     if key not in state_dict:
-        raise CheckpointError(f"cannot infer the model size: the checkpoint has no {key} "
-                              "(authors' name: classifier_loc / classifier_cls)")
+        raise CheckpointError(
+            f"cannot infer the model size: the checkpoint has no {key} "
+            "(authors' name: classifier_loc / classifier_cls)"
+        )
     return int(state_dict[key].shape[0])
 
 
-def _resolve_metadata(source: _Source, *, arch: str | None = None, num_classes: int | None = None,
-                      variant: str | None = None) -> dict[str, Any]:
+def _resolve_metadata(
+    source: _Source, *, arch: str | None = None, num_classes: int | None = None, variant: str | None = None
+) -> dict[str, Any]:
     """Complete a file's metadata: explicit arguments, then the file's own, then inference."""
     document = dict(source.document)
     state = _normalise_keys(source.state_dict)
@@ -495,13 +602,17 @@ def _resolve_metadata(source: _Source, *, arch: str | None = None, num_classes: 
         raise CheckpointError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     document["arch"] = arch or document.get("arch") or infer_arch(state)
     cam = document.setdefault("method", "bas") == "cam"
-    document["num_classes"] = num_classes or document.get("num_classes") or _infer_size(
-        state, "fc.weight" if cam else "generator.0.weight")
+    document["num_classes"] = (
+        num_classes
+        or document.get("num_classes")
+        or _infer_size(state, "fc.weight" if cam else "generator.0.weight")
+    )
     if document.get("hidden") is None:  # a CAM model without a conv layer has width 0
         no_conv = cam and "classifier.0.weight" not in state
         document["hidden"] = 0 if no_conv else _infer_size(state, "classifier.0.weight")
-    document["variant"] = variant or document.get("variant") or (
-        source.source if source.source in VARIANTS else "ijcv2023")
+    document["variant"] = (
+        variant or document.get("variant") or (source.source if source.source in VARIANTS else "ijcv2023")
+    )
     document.setdefault("source", source.source)
     return _metadata(**document)
 
@@ -522,12 +633,25 @@ def _build_for(meta: Mapping[str, Any]) -> BASModel | CAMModel:
     return build_model(meta["arch"], meta["num_classes"], variant=meta["variant"], hidden=meta["hidden"])
 
 
-def _metadata(*, source: str, arch: str, num_classes: int, variant: str, hidden: int = 1024, method: str = "bas",
-              class_names: Sequence[str] | None = None, threshold: float | None = None,
-              top_k: int | None = None, input_size: int = 224, resize_size: int = 256,
-              mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-              config: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
-              extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def _metadata(
+    *,
+    source: str,
+    arch: str,
+    num_classes: int,
+    variant: str,
+    hidden: int = 1024,
+    method: str = "bas",
+    class_names: Sequence[str] | None = None,
+    threshold: float | None = None,
+    top_k: int | None = None,
+    input_size: int = 224,
+    resize_size: int = 256,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    config: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The complete metadata dict, defaults filled in and checked."""
     if class_names is not None and len(class_names) != num_classes:
         raise CheckpointError(f"{len(class_names)} class names given for a model of {num_classes} classes")
@@ -535,14 +659,23 @@ def _metadata(*, source: str, arch: str, num_classes: int, variant: str, hidden:
         raise CheckpointError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     default_threshold, default_top_k = inference_defaults(arch, num_classes, variant)
     return {
-        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "method": method, "source": source,
-        "arch": arch, "num_classes": int(num_classes), "variant": variant, "hidden": int(hidden),
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "method": method,
+        "source": source,
+        "arch": arch,
+        "num_classes": int(num_classes),
+        "variant": variant,
+        "hidden": int(hidden),
         "class_names": None if class_names is None else [str(name) for name in class_names],
         "threshold": float(default_threshold if threshold is None else threshold),
         "top_k": int(default_top_k if top_k is None else top_k),
-        "input_size": int(input_size), "resize_size": int(resize_size),
-        "mean": [float(x) for x in mean], "std": [float(x) for x in std],
-        "config": _json_plain(config or {}), "metrics": _json_plain(metrics or {}),
+        "input_size": int(input_size),
+        "resize_size": int(resize_size),
+        "mean": [float(x) for x in mean],
+        "std": [float(x) for x in std],
+        "config": _json_plain(config or {}),
+        "metrics": _json_plain(metrics or {}),
         "extra": _json_plain(extra or {}),
     }
 
@@ -550,8 +683,9 @@ def _metadata(*, source: str, arch: str, num_classes: int, variant: str, hidden:
 # ----------------------------------------------------------------------------- loading tensors
 
 
-def _load_tensors(model: nn.Module, tensors: Mapping[str, torch.Tensor], what: str,
-                  prefixes: tuple[str, ...] | None = None) -> None:
+def _load_tensors(
+    model: nn.Module, tensors: Mapping[str, torch.Tensor], what: str, prefixes: tuple[str, ...] | None = None
+) -> None:
     """Copy ``tensors`` into ``model`` after :func:`_check_fit`."""
     _check_fit(model, tensors, what, prefixes)
     model.load_state_dict(dict(tensors), strict=False)
@@ -568,16 +702,18 @@ def _materialise(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
             model.get_submodule(owner).register_buffer(attr, torch.zeros_like(buffer, device="cpu"))
 
 
-def _check_fit(model: nn.Module, tensors: Mapping[str, torch.Tensor], what: str,
-               prefixes: tuple[str, ...] | None = None) -> None:
+def _check_fit(
+    model: nn.Module, tensors: Mapping[str, torch.Tensor], what: str, prefixes: tuple[str, ...] | None = None
+) -> None:
     """Raise unless ``tensors`` are exactly the model's entries (names and shapes).
 
     ``prefixes`` limits the expected entries to those names; ``num_batches_tracked`` is optional.
     """
     expected = {k: v for k, v in model.state_dict().items() if prefixes is None or k.startswith(prefixes)}
     found = {k: tuple(v.shape) for k, v in tensors.items()}
-    wanted = {k: tuple(v.shape) for k, v in expected.items()
-              if k in found or not k.endswith("num_batches_tracked")}
+    wanted = {
+        k: tuple(v.shape) for k, v in expected.items() if k in found or not k.endswith("num_batches_tracked")
+    }
     if found != wanted:
         name = getattr(model, "arch", type(model).__name__)
         classes = getattr(model, "num_classes", None)
@@ -588,11 +724,20 @@ def _check_fit(model: nn.Module, tensors: Mapping[str, torch.Tensor], what: str,
 def _mismatch_report(expected: Mapping[str, tuple], found: Mapping[str, tuple]) -> str:
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
-    shapes = [f"{k} {list(found[k])} != {list(expected[k])}" for k in expected
-              if k in found and found[k] != expected[k]]
-    parts = [f"{len(items)} {label} ({_first(items)})"
-             for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                                  ("shape mismatches", shapes)) if items]
+    shapes = [
+        f"{k} {list(found[k])} != {list(expected[k])}"
+        for k in expected
+        if k in found and found[k] != expected[k]
+    ]
+    parts = [
+        f"{len(items)} {label} ({_first(items)})"
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", shapes),
+        )
+        if items
+    ]
     return "; ".join(parts)
 
 
@@ -600,13 +745,17 @@ def _first(items: Sequence[str], n: int = 4) -> str:
     return ", ".join(items[:n]) + (f", ... {len(items) - n} more" if len(items) > n else "")
 
 
-def _assign_in_order(state: Mapping[str, torch.Tensor], targets: Iterable[str], where: str) -> dict[str, torch.Tensor]:
+def _assign_in_order(
+    state: Mapping[str, torch.Tensor], targets: Iterable[str], where: str
+) -> dict[str, torch.Tensor]:
     """Pair the file's tensors with ``targets`` in order, skipping ``num_batches_tracked`` on both sides."""
     values = [(k, v) for k, v in state.items() if not k.endswith("num_batches_tracked")]
     names = [k for k in targets if not k.endswith("num_batches_tracked")]
     if len(values) != len(names):
-        raise CheckpointError(f"{where} has {len(values)} backbone tensors, the model expects {len(names)} "
-                              f"(file keys: {_first([k for k, _ in values])})")
+        raise CheckpointError(
+            f"{where} has {len(values)} backbone tensors, the model expects {len(names)} "
+            f"(file keys: {_first([k for k, _ in values])})"
+        )
     return {name: value for name, (_, value) in zip(names, values)}
 
 
@@ -616,8 +765,10 @@ def _torchvision_imagenet_state(arch: str) -> dict[str, torch.Tensor]:
     if spec.torchvision_name is None:
         if arch in MANUAL_IMAGENET_WEIGHTS:
             name, url = MANUAL_IMAGENET_WEIGHTS[arch]
-            raise CheckpointError(f"torchvision has no ImageNet weights for {arch}: download {name} ({url}) "
-                                  "and pass its path as pretrained=PATH (config model.pretrained)")
+            raise CheckpointError(
+                f"torchvision has no ImageNet weights for {arch}: download {name} ({url}) "
+                "and pass its path as pretrained=PATH (config model.pretrained)"
+            )
         raise CheckpointError(f"no ImageNet weights are known for {arch}; pass the path of a weight file")
     weights = torchvision.models.get_model_weights(spec.torchvision_name)["IMAGENET1K_V1"]
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
@@ -626,11 +777,14 @@ def _torchvision_imagenet_state(arch: str) -> dict[str, torch.Tensor]:
     except OSError as exc:  # no network: URLError, socket errors, ...
         if cached.is_file():
             raise CheckpointError(f"cannot read {cached}: {exc}") from None
-        raise CheckpointError(f"cannot download torchvision's ImageNet weights for {arch} ({weights.url}): {exc}. "
-                              f"Offline, put that file at {cached} or pass its path as pretrained=PATH") from None
+        raise CheckpointError(
+            f"cannot download torchvision's ImageNet weights for {arch} ({weights.url}): {exc}. "
+            f"Offline, put that file at {cached} or pass its path as pretrained=PATH"
+        ) from None
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        raise CheckpointError(f"cannot read torchvision's cached weight file {cached} ({exc}); "
-                              "delete it to download it again") from None
+        raise CheckpointError(
+            f"cannot read torchvision's cached weight file {cached} ({exc}); delete it to download it again"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -646,8 +800,13 @@ def _rng_state() -> dict[str, Any]:
     bit_generator, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": {"bit_generator": bit_generator, "keys": torch.from_numpy(keys.astype(np.int64)),
-                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "numpy": {
+            "bit_generator": bit_generator,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -657,9 +816,16 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
     """Restore :func:`_rng_state`; CUDA states are restored on the devices present (all if counts match)."""
     random.setstate(state["python"])
     numpy_state = state["numpy"]
-    np.random.set_state((numpy_state["bit_generator"], numpy_state["keys"].numpy().astype(np.uint32),
-                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    np.random.set_state(
+        (
+            numpy_state["bit_generator"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        for device, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+        for device, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(cuda_state, device)

@@ -46,9 +46,13 @@ def list_recipes() -> list[str]:
     """Shipped training recipes (``configs/benchmark/`` holds benchmark definitions, not recipes;
     ``_base.yaml`` files are the partial recipes others build on)."""
     root = config_dir()
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml")
-                  if p.name != "default.yaml" and not p.name.startswith("_")
-                  and p.relative_to(root).parts[0] != "benchmark")
+    return sorted(
+        str(p.relative_to(root).with_suffix(""))
+        for p in root.rglob("*.yaml")
+        if p.name != "default.yaml"
+        and not p.name.startswith("_")
+        and p.relative_to(root).parts[0] != "benchmark"
+    )
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -68,7 +72,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def merge(base: dict[str, Any], update: dict[str, Any], *, strict: bool = True, where: str = "") -> dict[str, Any]:
+def merge(
+    base: dict[str, Any], update: dict[str, Any], *, strict: bool = True, where: str = ""
+) -> dict[str, Any]:
     """Recursively merge ``update`` into a copy of ``base``; with ``strict``, unknown keys are errors."""
     out = copy.deepcopy(base)
     for key, value in update.items():
@@ -117,7 +123,9 @@ def parse_override(text: str) -> dict[str, Any]:
     return out
 
 
-def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+def load_config(
+    recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Defaults, then the recipe, then the overrides; unknown keys raise :class:`ConfigError`."""
     config = default_config()
     if recipe is not None:

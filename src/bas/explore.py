@@ -98,8 +98,9 @@ def boxes_to_mask(boxes: torch.Tensor | np.ndarray, size: tuple[int, int]) -> np
 
 
 @torch.no_grad()
-def masked_scores(model: nn.Module, feat: torch.Tensor, masks: torch.Tensor,
-                  label: int) -> dict[str, torch.Tensor]:
+def masked_scores(
+    model: nn.Module, feat: torch.Tensor, masks: torch.Tensor, label: int
+) -> dict[str, torch.Tensor]:
     """Scores of the masked mid-level features, all masks in one forward pass.
 
     Args:
@@ -118,8 +119,11 @@ def masked_scores(model: nn.Module, feat: torch.Tensor, masks: torch.Tensor,
     scores = model.classifier(model.head(x)).mean(dim=(2, 3)).float()
     fg, bg = scores[:count], scores[count:]
     target = torch.full((count,), int(label), dtype=torch.long, device=scores.device)
-    return {"ce": F.cross_entropy(fg, target, reduction="none"),
-            "fg_activation": fg[:, label], "bg_activation": bg[:, label]}
+    return {
+        "ce": F.cross_entropy(fg, target, reduction="none"),
+        "fg_activation": fg[:, label],
+        "bg_activation": bg[:, label],
+    }
 
 
 def _sample_mask(sample: dict[str, Any]) -> np.ndarray | None:
@@ -135,8 +139,15 @@ def _sample_mask(sample: dict[str, Any]) -> np.ndarray | None:
 
 
 @torch.no_grad()
-def run_exploration(model: nn.Module, dataset, *, num_images: int = 100, max_n: int = 6,
-                    device: str | torch.device = "cpu", progress: bool = True) -> ExplorationResult:
+def run_exploration(
+    model: nn.Module,
+    dataset,
+    *,
+    num_images: int = 100,
+    max_n: int = 6,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> ExplorationResult:
     """Run the experiment on ``num_images`` images spread evenly over ``dataset``.
 
     ``dataset`` yields the samples of :mod:`bas.data.datasets` (normalised ``image`` at the input
@@ -166,13 +177,25 @@ def run_exploration(model: nn.Module, dataset, *, num_images: int = 100, max_n: 
         scores = {k: v.cpu().tolist() for k, v in masked_scores(model, feat, small, sample["label"]).items()}
         areas = masks.mean(axis=(1, 2))
         for i, n in enumerate(steps):
-            rows.append({"image_id": sample["image_id"], "label": int(sample["label"]), "step": n,
-                         "operation": step_name(n), "kernel": KERNEL_STEP * abs(n), "area": float(areas[i]),
-                         **{k: float(scores[k][i]) for k in METRICS}})
-    settings = {"num_images": len(indices) - len(skipped), "max_n": max_n, "kernel_step": KERNEL_STEP,
-                "input_size": list(input_size) if input_size else None,
-                "feature_size": list(feature_size) if feature_size else None,
-                "mask_downsampling": "area"}
+            rows.append(
+                {
+                    "image_id": sample["image_id"],
+                    "label": int(sample["label"]),
+                    "step": n,
+                    "operation": step_name(n),
+                    "kernel": KERNEL_STEP * abs(n),
+                    "area": float(areas[i]),
+                    **{k: float(scores[k][i]) for k in METRICS},
+                }
+            )
+    settings = {
+        "num_images": len(indices) - len(skipped),
+        "max_n": max_n,
+        "kernel_step": KERNEL_STEP,
+        "input_size": list(input_size) if input_size else None,
+        "feature_size": list(feature_size) if feature_size else None,
+        "mask_downsampling": "area",
+    }
     return ExplorationResult(rows, summarize(rows), settings, skipped)
 
 
@@ -181,8 +204,12 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for n in sorted({r["step"] for r in rows}):
         chosen = [r for r in rows if r["step"] == n]
-        entry: dict[str, Any] = {"step": n, "operation": step_name(n), "kernel": KERNEL_STEP * abs(n),
-                                 "images": len(chosen)}
+        entry: dict[str, Any] = {
+            "step": n,
+            "operation": step_name(n),
+            "kernel": KERNEL_STEP * abs(n),
+            "images": len(chosen),
+        }
         for key in ("area", *METRICS):
             values = np.array([r[key] for r in chosen], dtype=np.float64)
             entry[f"{key}_mean"] = float(values.mean())
@@ -200,14 +227,19 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def save_exploration_figure(path: str | Path, summary: Sequence[dict[str, Any]], title: str | None = None) -> Path:
+def save_exploration_figure(
+    path: str | Path, summary: Sequence[dict[str, Any]], title: str | None = None
+) -> Path:
     """Cross-entropy, foreground and background activation against the mean mask area (mean +- std)."""
     from bas.visualize import plt, save_figure  # the Agg backend is chosen there
 
     area = np.array([s["area_mean"] for s in summary])
     original = next((s["area_mean"] for s in summary if s["step"] == 0), None)
-    labels = {"ce": "cross-entropy (foreground)", "fg_activation": "foreground activation",
-              "bg_activation": "background activation"}
+    labels = {
+        "ce": "cross-entropy (foreground)",
+        "fg_activation": "foreground activation",
+        "bg_activation": "background activation",
+    }
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for ax, key, colour in zip(axes, METRICS, ("tab:blue", "tab:green", "tab:red")):
         mean = np.array([s[f"{key}_mean"] for s in summary])
@@ -235,7 +267,10 @@ def write_exploration(out_dir: str | Path, result: ExplorationResult) -> Path:
     _write_csv(out_dir / "explore_summary.csv", result.summary)
     write_json(out_dir / "explore.json", {**result.settings, "skipped": result.skipped})
     if result.summary:
-        save_exploration_figure(out_dir / "explore.png", result.summary,
-                                title=f"masks eroded / dilated with 5n x 5n kernels, n = 1..{result.settings.get('max_n')} "
-                                      f"({result.settings.get('num_images')} images)")
+        save_exploration_figure(
+            out_dir / "explore.png",
+            result.summary,
+            title=f"masks eroded / dilated with 5n x 5n kernels, n = 1..{result.settings.get('max_n')} "
+            f"({result.settings.get('num_images')} images)",
+        )
     return out_dir

@@ -67,9 +67,16 @@ class InferenceModule(nn.Module):
         return logits, localization_maps(fused, self.map_size)
 
 
-def export_model(model: nn.Module, path: str | Path, fmt: str, *, top_k: int | None = None,
-                 input_size: int | None = None, opset: int = DEFAULT_OPSET,
-                 metadata: dict[str, Any] | None = None) -> Path:
+def export_model(
+    model: nn.Module,
+    path: str | Path,
+    fmt: str,
+    *,
+    top_k: int | None = None,
+    input_size: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
     """Write the inference path of ``model`` to ``path`` as ONNX or TorchScript, atomically.
 
     Args:
@@ -89,8 +96,13 @@ def export_model(model: nn.Module, path: str | Path, fmt: str, *, top_k: int | N
     input_size = int(input_size or meta.get("input_size") or 224)
     if metadata is None:
         metadata = {k: v for k, v in meta.items() if k not in ("config", "metrics", "extra")}
-    metadata = {**metadata, "top_k": top_k, "input_size": input_size,
-                "inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES)}
+    metadata = {
+        **metadata,
+        "top_k": top_k,
+        "input_size": input_size,
+        "inputs": list(INPUT_NAMES),
+        "outputs": list(OUTPUT_NAMES),
+    }
     module = InferenceModule(model, top_k, input_size).eval()
     device = next(model.parameters()).device
     example = torch.zeros(2, 3, input_size, input_size, device=device)
@@ -103,14 +115,24 @@ def export_model(model: nn.Module, path: str | Path, fmt: str, *, top_k: int | N
     return path
 
 
-def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int, metadata: dict[str, Any]) -> None:
+def _export_onnx(
+    module: nn.Module, example: torch.Tensor, path: Path, opset: int, metadata: dict[str, Any]
+) -> None:
     import onnx
 
     dynamic = {name: {0: "batch"} for name in (*INPUT_NAMES, *OUTPUT_NAMES)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
-        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=opset,
-                          input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic)
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes=dynamic,
+        )
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
     entry = proto.metadata_props.add()
@@ -118,7 +140,9 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: in
     onnx.save(proto, str(path))
 
 
-def _export_torchscript(module: nn.Module, example: torch.Tensor, path: Path, metadata: dict[str, Any]) -> None:
+def _export_torchscript(
+    module: nn.Module, example: torch.Tensor, path: Path, metadata: dict[str, Any]
+) -> None:
     with warnings.catch_warnings():
         # TracerWarnings about the static shapes (class count, map size); torch.jit's deprecation notice
         warnings.simplefilter("ignore")

@@ -68,8 +68,14 @@ def bas_term(fg_score: torch.Tensor, bg_score: torch.Tensor, spec: BASLossSpec) 
     return torch.where(over, torch.full_like(ratio, spec.clip_value), ratio)
 
 
-def bas_loss(output: BASOutput, labels: torch.Tensor, alpha: float, beta: float,
-             variant: str = "ijcv2023", arch: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def bas_loss(
+    output: BASOutput,
+    labels: torch.Tensor,
+    alpha: float,
+    beta: float,
+    variant: str = "ijcv2023",
+    arch: str | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total BAS loss and its terms.
 
     Args:
@@ -100,8 +106,16 @@ def bas_loss(output: BASOutput, labels: torch.Tensor, alpha: float, beta: float,
 METHODS = ("bas", "cam")
 
 
-def training_loss(method: str, output: BASOutput, labels: torch.Tensor, *, alpha: float = 0.0, beta: float = 0.0,
-                  variant: str = "ijcv2023", arch: str | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def training_loss(
+    method: str,
+    output: BASOutput,
+    labels: torch.Tensor,
+    *,
+    alpha: float = 0.0,
+    beta: float = 0.0,
+    variant: str = "ijcv2023",
+    arch: str | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of a training method: BAS (:func:`bas_loss`) or the CAM baseline (cross-entropy only),
     in float32 whatever precision the model ran in."""
     if method == "bas":

@@ -294,8 +294,10 @@ def euler_numbers(u8: np.ndarray) -> np.ndarray:
     bc_from, bc_to = hi(a, d), lo(b, c)
     # step[v]: change of 4E from level v to v + 1 (an interval (p, q] starts after p, ends after q)
     step = (
-        h(hi(mid_lo, mid_hi)) - h(hi(top_hi, bottom_hi))  # Q1: (s2, s3]
-        - h(lo(top_lo, bottom_lo)) + h(lo(mid_lo, mid_hi))  # Q3: (s0, s1], counted negatively
+        h(hi(mid_lo, mid_hi))
+        - h(hi(top_hi, bottom_hi))  # Q1: (s2, s3]
+        - h(lo(top_lo, bottom_lo))
+        + h(lo(mid_lo, mid_hi))  # Q3: (s0, s1], counted negatively
         - 2 * (h(ad_from) - h(hi(ad_from, ad_to)) + h(bc_from) - h(hi(bc_from, bc_to)))  # QD
     )
     euler = np.zeros(257)
@@ -533,7 +535,9 @@ class BoxEvaluator:
             parts = max(1, min(self.num_workers, len(maps_u8) // _MIN_MAPS_PER_WORKER))
             bounds = np.linspace(0, len(maps_u8), parts + 1).astype(int).tolist()
         else:
-            bounds = list(range(0, len(maps_u8) // _CHUNK_MAPS * _CHUNK_MAPS + 1, _CHUNK_MAPS))  # whole chunks
+            bounds = list(
+                range(0, len(maps_u8) // _CHUNK_MAPS * _CHUNK_MAPS + 1, _CHUNK_MAPS)
+            )  # whole chunks
         if self._pool is None:
             self._pool = _process_context().Pool(self.num_workers)
         for start, stop in zip(bounds[:-1], bounds[1:]):
@@ -710,8 +714,9 @@ class MaskEvaluator:
         }
 
 
-def reference_box_hits(maps: Any, gts: Sequence[Any], interval: float, iou_thresholds: Sequence[int],
-                       multi_contour: bool) -> np.ndarray:
+def reference_box_hits(
+    maps: Any, gts: Sequence[Any], interval: float, iou_thresholds: Sequence[int], multi_contour: bool
+) -> np.ndarray:
     """Hit counts (n_iou, n_thr) by wsolevaluation's procedure, literally: one ``cv2.threshold`` and
     one ``findContours`` per threshold. Slow; kept as the reference :class:`BoxEvaluator` is
     verified and benchmarked against."""

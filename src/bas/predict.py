@@ -74,10 +74,17 @@ class Prediction:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-serialisable part (no map or mask)."""
-        return {"label": self.label, "class_name": self.class_name, "score": self.score,
-                "top5": [list(t) for t in self.top5], "box": list(self.box),
-                "image_size": list(self.image_size), "threshold": self.threshold, "top_k": self.top_k,
-                "crop": self.crop}
+        return {
+            "label": self.label,
+            "class_name": self.class_name,
+            "score": self.score,
+            "top5": [list(t) for t in self.top5],
+            "box": list(self.box),
+            "image_size": list(self.image_size),
+            "threshold": self.threshold,
+            "top_k": self.top_k,
+            "crop": self.crop,
+        }
 
 
 def crop_offset(resize_size: int, input_size: int) -> int:
@@ -85,8 +92,9 @@ def crop_offset(resize_size: int, input_size: int) -> int:
     return int(round((resize_size - input_size) / 2.0))
 
 
-def map_to_original(maps: torch.Tensor, size: tuple[int, int], *, crop: bool,
-                    resize_size: int | None = None) -> torch.Tensor:
+def map_to_original(
+    maps: torch.Tensor, size: tuple[int, int], *, crop: bool, resize_size: int | None = None
+) -> torch.Tensor:
     """Carry ``(C, C)`` maps (a ``(B, C, C)`` batch of one original size) back to an image of ``size = (W, H)``.
 
     ``crop=True``: the maps are the centre crop of an ``R x R`` resized image (``R = resize_size``):
@@ -103,7 +111,7 @@ def map_to_original(maps: torch.Tensor, size: tuple[int, int], *, crop: bool,
         top = crop_offset(resize_size, maps.shape[-2])
         left = crop_offset(resize_size, side)
         frame = maps.new_zeros((maps.shape[0], resize_size, resize_size))
-        frame[:, top:top + maps.shape[-2], left:left + side] = maps
+        frame[:, top : top + maps.shape[-2], left : left + side] = maps
         maps = frame
     out = upsample_maps(maps, (height, width)).clamp_(0.0, 1.0)
     return out[0] if squeeze else out
@@ -141,7 +149,7 @@ def load_image(image: ImageInput) -> torch.Tensor:
 
 def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _default_device() -> str:
@@ -159,10 +167,19 @@ class Localizer:
             moved there and put in eval mode).
     """
 
-    def __init__(self, model: nn.Module, *, input_size: int = 224, resize_size: int | None = None,
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 class_names: Sequence[str] | None = None, threshold: float = 0.5, top_k: int = 1,
-                 device: str | torch.device | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        input_size: int = 224,
+        resize_size: int | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        class_names: Sequence[str] | None = None,
+        threshold: float = 0.5,
+        top_k: int = 1,
+        device: str | torch.device | None = None,
+    ):
         self.device = torch.device(device or _default_device())
         self.model = model.to(self.device).eval()
         self.input_size = int(input_size)
@@ -172,8 +189,13 @@ class Localizer:
         self.threshold = float(threshold)
         self.top_k = int(top_k)
         self._transforms = {
-            crop: test_transform(self.input_size, self.resize_size, mode="crop" if crop else "resize",
-                                 mean=self.mean, std=self.std)
+            crop: test_transform(
+                self.input_size,
+                self.resize_size,
+                mode="crop" if crop else "resize",
+                mean=self.mean,
+                std=self.std,
+            )
             for crop in (True, False)
         }
 
@@ -185,9 +207,17 @@ class Localizer:
         device = device or _default_device()
         model = load_checkpoint(path, map_location=device)
         meta = model.bas_meta
-        return cls(model, input_size=meta["input_size"], resize_size=meta["resize_size"], mean=meta["mean"],
-                   std=meta["std"], class_names=meta["class_names"], threshold=model.default_threshold,
-                   top_k=model.default_top_k, device=device)
+        return cls(
+            model,
+            input_size=meta["input_size"],
+            resize_size=meta["resize_size"],
+            mean=meta["mean"],
+            std=meta["std"],
+            class_names=meta["class_names"],
+            threshold=model.default_threshold,
+            top_k=model.default_top_k,
+            device=device,
+        )
 
     def class_name(self, label: int) -> str:
         names = self.class_names
@@ -198,8 +228,15 @@ class Localizer:
         return self._transforms[crop](tv_tensors.Image(image)).as_subclass(torch.Tensor)
 
     @torch.inference_mode()
-    def predict(self, images: ImageInput | Sequence[ImageInput], *, top_k: int | None = None,
-                threshold: float | None = None, crop: bool = True, batch_size: int = 16) -> list[Prediction]:
+    def predict(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        crop: bool = True,
+        batch_size: int = 16,
+    ) -> list[Prediction]:
         """Classify and localise images; one :class:`Prediction` per image, in input order.
 
         Args:
@@ -217,15 +254,17 @@ class Localizer:
         top_k = self.top_k if top_k is None else int(top_k)
         threshold = self.threshold if threshold is None else float(threshold)
         if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)) or (
-                isinstance(images, torch.Tensor) and images.dim() == 3):
+            isinstance(images, torch.Tensor) and images.dim() == 3
+        ):
             images = [images]
         predictions: list[Prediction] = []
         for chunk in _batches(list(images), batch_size):
             predictions += self._predict_batch([load_image(im) for im in chunk], top_k, threshold, crop)
         return predictions
 
-    def _predict_batch(self, images: list[torch.Tensor], top_k: int, threshold: float,
-                       crop: bool) -> list[Prediction]:
+    def _predict_batch(
+        self, images: list[torch.Tensor], top_k: int, threshold: float, crop: bool
+    ) -> list[Prediction]:
         batch = torch.stack([self.preprocess(im, crop) for im in images]).to(self.device)
         out = self.model(batch, top_k=top_k)
         probs = out.logits.float().softmax(dim=1).cpu()
@@ -237,9 +276,18 @@ class Localizer:
             full = map_to_original(crop_map, (width, height), crop=crop, resize_size=self.resize_size)
             full = full.numpy().astype(np.float32, copy=False)
             box = maps_to_boxes(full[None], threshold)[0]
-            predictions.append(Prediction(
-                label=labels[0], class_name=self.class_name(labels[0]), score=values[0],
-                top5=[(k, self.class_name(k), p) for k, p in zip(labels, values)],
-                box=tuple(int(v) for v in box), map=full, mask=maps_to_masks(full[None], threshold)[0],
-                threshold=threshold, top_k=top_k, crop=crop))
+            predictions.append(
+                Prediction(
+                    label=labels[0],
+                    class_name=self.class_name(labels[0]),
+                    score=values[0],
+                    top5=[(k, self.class_name(k), p) for k, p in zip(labels, values)],
+                    box=tuple(int(v) for v in box),
+                    map=full,
+                    mask=maps_to_masks(full[None], threshold)[0],
+                    threshold=threshold,
+                    top_k=top_k,
+                    crop=crop,
+                )
+            )
         return predictions

@@ -42,12 +42,26 @@ def _draw_box(ax, box, colour: str, label: str | None = None) -> None:
     x0, y0, x1, y1 = (float(v) for v in box)
     ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=2))
     if label:
-        ax.text(x0 + 2, y0 + 2, label, color="white", fontsize=7, va="top",
-                bbox={"facecolor": colour, "alpha": 0.7, "pad": 1, "edgecolor": "none"})
+        ax.text(
+            x0 + 2,
+            y0 + 2,
+            label,
+            color="white",
+            fontsize=7,
+            va="top",
+            bbox={"facecolor": colour, "alpha": 0.7, "pad": 1, "edgecolor": "none"},
+        )
 
 
-def draw_panel(ax, image, heatmap=None, pred_boxes: Sequence = (), gt_boxes: Sequence = (),
-               title: str | None = None, pred_label: str | None = None) -> None:
+def draw_panel(
+    ax,
+    image,
+    heatmap=None,
+    pred_boxes: Sequence = (),
+    gt_boxes: Sequence = (),
+    title: str | None = None,
+    pred_label: str | None = None,
+) -> None:
     """One panel: the image (with the heatmap blended in if given), ground truth in green, prediction in red."""
     ax.imshow(to_uint8_image(image) if heatmap is None else overlay(image, heatmap))
     for box in gt_boxes:
@@ -67,8 +81,15 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
-def save_overlay(path: str | Path, image, heatmap, pred_boxes: Sequence = (), gt_boxes: Sequence = (),
-                 title: str | None = None, pred_label: str | None = None) -> Path:
+def save_overlay(
+    path: str | Path,
+    image,
+    heatmap,
+    pred_boxes: Sequence = (),
+    gt_boxes: Sequence = (),
+    title: str | None = None,
+    pred_label: str | None = None,
+) -> Path:
     """A single heatmap/box overlay PNG."""
     h, w = to_uint8_image(image).shape[:2]
     fig, ax = plt.subplots(figsize=(max(2.0, w / 100), max(2.0, h / 100)))
@@ -76,8 +97,16 @@ def save_overlay(path: str | Path, image, heatmap, pred_boxes: Sequence = (), gt
     return save_figure(fig, path)
 
 
-def save_grid(path: str | Path, images: Sequence, heatmaps: Sequence, pred_boxes: Sequence, gt_boxes: Sequence,
-              titles: Sequence[str] | None = None, columns: int = 4, with_raw: bool = True) -> Path:
+def save_grid(
+    path: str | Path,
+    images: Sequence,
+    heatmaps: Sequence,
+    pred_boxes: Sequence,
+    gt_boxes: Sequence,
+    titles: Sequence[str] | None = None,
+    columns: int = 4,
+    with_raw: bool = True,
+) -> Path:
     """Qualitative grid: for each sample the image with its boxes and, beside it, the heatmap overlay."""
     n = len(images)
     columns = max(1, min(columns, n))
@@ -92,14 +121,25 @@ def save_grid(path: str | Path, images: Sequence, heatmaps: Sequence, pred_boxes
         title = titles[i] if titles else None
         if with_raw:
             draw_panel(axes[r, c * per], images[i], None, [], gt_boxes[i], title)
-        draw_panel(axes[r, c * per + per - 1], images[i], heatmaps[i], [pred_boxes[i]], gt_boxes[i],
-                   None if with_raw else title)
+        draw_panel(
+            axes[r, c * per + per - 1],
+            images[i],
+            heatmaps[i],
+            [pred_boxes[i]],
+            gt_boxes[i],
+            None if with_raw else title,
+        )
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-def save_curve(path: str | Path, thresholds: np.ndarray, curves: dict[str, np.ndarray],
-               ylabel: str = "accuracy (%)", title: str | None = None) -> Path:
+def save_curve(
+    path: str | Path,
+    thresholds: np.ndarray,
+    curves: dict[str, np.ndarray],
+    ylabel: str = "accuracy (%)",
+    title: str | None = None,
+) -> Path:
     """Accuracy-vs-threshold curves, one line per entry of ``curves``."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     styles = ("-", "--", ":", "-.")
@@ -114,8 +154,14 @@ def save_curve(path: str | Path, thresholds: np.ndarray, curves: dict[str, np.nd
     return save_figure(fig, path)
 
 
-def save_bars(path: str | Path, names: Sequence[str], series: dict[str, Sequence[float]],
-              ylabel: str = "accuracy (%)", title: str | None = None, max_bars: int = 60) -> Path:
+def save_bars(
+    path: str | Path,
+    names: Sequence[str],
+    series: dict[str, Sequence[float]],
+    ylabel: str = "accuracy (%)",
+    title: str | None = None,
+    max_bars: int = 60,
+) -> Path:
     """Grouped bar chart (e.g. per-class accuracy); with many classes only the first ``max_bars`` are drawn."""
     names = list(names)[:max_bars]
     x = np.arange(len(names))

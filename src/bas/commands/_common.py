@@ -7,7 +7,9 @@ from typing import Any
 
 
 def add_device_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -20,17 +22,36 @@ def resolve_device(name: str | None) -> str:
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set optim.lr=0.01 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=0.01 (repeatable)",
+    )
 
 
 def format_metrics(result: dict[str, Any]) -> str:
     """Human-readable summary of an evaluation result (percent values)."""
     parts = []
-    for key in ("top1_cls", "top5_cls", "gt_known_loc", "top1_loc", "top5_loc", "MaxBoxAccV2", "PxAP", "PIoU"):
+    for key in (
+        "top1_cls",
+        "top5_cls",
+        "gt_known_loc",
+        "top1_loc",
+        "top5_loc",
+        "MaxBoxAccV2",
+        "PxAP",
+        "PIoU",
+    ):
         if key in result:
             parts.append(f"{key}={result[key]:.2f}")
     if isinstance(result.get("MaxBoxAcc"), dict):
-        parts.append("MaxBoxAcc@" + "/".join(str(k) for k in result["MaxBoxAcc"]) + "="
-                     + "/".join(f"{v:.2f}" for v in result["MaxBoxAcc"].values()))
+        parts.append(
+            "MaxBoxAcc@"
+            + "/".join(str(k) for k in result["MaxBoxAcc"])
+            + "="
+            + "/".join(f"{v:.2f}" for v in result["MaxBoxAcc"].values())
+        )
     return "  ".join(parts)

@@ -9,19 +9,26 @@ from bas.commands._common import add_config_args, add_device_args, resolve_devic
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("benchmark", help="compare CAM and BAS under the same budget (e.g. on the synthetic data)",
-                       description="Trains every method of a benchmark (CAM and BAS) over several seeds with the "
-                                   "same backbone, data, input size and epochs, evaluates each on the test split "
-                                   "with the threshold chosen on val, and writes the table "
-                                   "(mean ± std over seeds) as results.json and results.md plus comparison.png, "
-                                   "the same test images under every method. Finished runs found in the output "
-                                   "folder with the same config are reused.")
+    p = sub.add_parser(
+        "benchmark",
+        help="compare CAM and BAS under the same budget (e.g. on the synthetic data)",
+        description="Trains every method of a benchmark (CAM and BAS) over several seeds with the "
+        "same backbone, data, input size and epochs, evaluates each on the test split "
+        "with the threshold chosen on val, and writes the table "
+        "(mean ± std over seeds) as results.json and results.md plus comparison.png, "
+        "the same test images under every method. Finished runs found in the output "
+        "folder with the same config are reused.",
+    )
     p.add_argument("benchmark", help="a shipped benchmark (synthetic) or a benchmark YAML file")
-    p.add_argument("--seeds", type=int, help="number of training seeds, 0 .. N-1 (default: the benchmark's, 3)")
+    p.add_argument(
+        "--seeds", type=int, help="number of training seeds, 0 .. N-1 (default: the benchmark's, 3)"
+    )
     p.add_argument("--arch", help="backbone of every method (default: the benchmark's, resnet18)")
     p.add_argument("--epochs", type=int, help="training epochs of every method (default: the benchmark's)")
     p.add_argument("--output", help="output folder (default: bas_benchmark/<benchmark>)")
-    p.add_argument("--quick", action="store_true", help="a tiny run for smoke tests (seconds, meaningless numbers)")
+    p.add_argument(
+        "--quick", action="store_true", help="a tiny run for smoke tests (seconds, meaningless numbers)"
+    )
     p.add_argument("--rerun", action="store_true", help="train again even where a finished run exists")
     add_config_args(p)
     add_device_args(p)
@@ -43,11 +50,21 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs:
         overrides.append(f"optim.epochs={args.epochs}")
     output = Path(args.output or Path("bas_benchmark") / bench.name)
-    print(f"bas benchmark {bench.name}: {', '.join(bench.methods)} x {bench.seeds} seed(s), output in {output}")
-    document = run_benchmark(bench, output, overrides=overrides, device=resolve_device(args.device),
-                             progress=not args.no_progress, reuse=not args.rerun)
+    print(
+        f"bas benchmark {bench.name}: {', '.join(bench.methods)} x {bench.seeds} seed(s), output in {output}"
+    )
+    document = run_benchmark(
+        bench,
+        output,
+        overrides=overrides,
+        device=resolve_device(args.device),
+        progress=not args.no_progress,
+        reuse=not args.rerun,
+    )
     print()
-    print(f"test split, {checkpoint_words(bench)}, thresholds chosen on val; mean ± std over {bench.seeds} seed(s):")
+    print(
+        f"test split, {checkpoint_words(bench)}, thresholds chosen on val; mean ± std over {bench.seeds} seed(s):"
+    )
     print(format_table(document["methods"]))
     print()
     print(f"wall time {document['wall_seconds']:.0f} s")

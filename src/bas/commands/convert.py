@@ -19,16 +19,24 @@ from bas.models.registry import list_models
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "convert", help="convert a released or own checkpoint to the bas .safetensors format",
+        "convert",
+        help="convert a released or own checkpoint to the bas .safetensors format",
         description="Rewrite any supported checkpoint (CVPR 2022, IJCV 2023, plain state dict, training "
-                    "state, ours) as one self-describing .safetensors file.",
+        "state, ours) as one self-describing .safetensors file.",
     )
     parser.add_argument("src", type=Path, help="checkpoint to read (.pth/.pth.tar/.pt/.safetensors)")
     parser.add_argument("dst", type=Path, help="file to write (.safetensors)")
-    parser.add_argument("--arch", choices=list_models(), help="architecture (default: inferred from the keys)")
-    parser.add_argument("--num-classes", type=int, help="number of classes (default: inferred from the shapes)")
-    parser.add_argument("--variant", choices=VARIANTS,
-                        help="classifier variant (default: ijcv2023 for IJCV files, cvpr2022 for other released files)")
+    parser.add_argument(
+        "--arch", choices=list_models(), help="architecture (default: inferred from the keys)"
+    )
+    parser.add_argument(
+        "--num-classes", type=int, help="number of classes (default: inferred from the shapes)"
+    )
+    parser.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        help="classifier variant (default: ijcv2023 for IJCV files, cvpr2022 for other released files)",
+    )
     parser.add_argument("--class-names", type=Path, metavar="FILE", help="text file, one class name per line")
     parser.set_defaults(func=run)
 
@@ -47,9 +55,22 @@ def run(args: argparse.Namespace) -> int:
     meta = model.bas_meta
     class_names = read_class_names(args.class_names) if args.class_names else meta["class_names"]
     extra = {**meta["extra"], "converted_from": {"file": args.src.name, "source": meta["source"]}}
-    save_model(args.dst, model, class_names=class_names, threshold=meta["threshold"], top_k=meta["top_k"],
-               config=meta["config"], metrics=meta["metrics"], input_size=meta["input_size"],
-               resize_size=meta["resize_size"], mean=meta["mean"], std=meta["std"], extra=extra)
-    print(f"wrote {args.dst}: {meta['arch']}, {meta['num_classes']} classes, variant {meta['variant']}, "
-          f"threshold {meta['threshold']:g}, top_k {meta['top_k']} (from a {meta['source']} checkpoint)")
+    save_model(
+        args.dst,
+        model,
+        class_names=class_names,
+        threshold=meta["threshold"],
+        top_k=meta["top_k"],
+        config=meta["config"],
+        metrics=meta["metrics"],
+        input_size=meta["input_size"],
+        resize_size=meta["resize_size"],
+        mean=meta["mean"],
+        std=meta["std"],
+        extra=extra,
+    )
+    print(
+        f"wrote {args.dst}: {meta['arch']}, {meta['num_classes']} classes, variant {meta['variant']}, "
+        f"threshold {meta['threshold']:g}, top_k {meta['top_k']} (from a {meta['source']} checkpoint)"
+    )
     return 0

@@ -10,28 +10,48 @@ from bas.commands._common import add_config_args, add_device_args, format_metric
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="evaluate a checkpoint on a dataset split",
-                       description="Top-1/Top-5 classification, GT-known/Top-1/Top-5 Loc at a threshold, "
-                                   "MaxBoxAcc and MaxBoxAccV2, PxAP/PIoU where masks exist.")
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint on a dataset split",
+        description="Top-1/Top-5 classification, GT-known/Top-1/Top-5 Loc at a threshold, "
+        "MaxBoxAcc and MaxBoxAccV2, PxAP/PIoU where masks exist.",
+    )
     p.add_argument("--checkpoint", required=True, help="our .safetensors file or any released BAS checkpoint")
     p.add_argument("--data", required=True, help="dataset root")
-    p.add_argument("--dataset", help="cub (also the synthetic data) | wsol | ilsvrc | bas_list | folder "
-                                     "(default: the checkpoint's training dataset, else cub)")
+    p.add_argument(
+        "--dataset",
+        help="cub (also the synthetic data) | wsol | ilsvrc | bas_list | folder "
+        "(default: the checkpoint's training dataset, else cub)",
+    )
     p.add_argument("--split", default="test", help="split to report (default: test)")
-    p.add_argument("--select-on", metavar="SPLIT",
-                   help="choose the threshold on this held-out split (e.g. val) and report --split at it")
+    p.add_argument(
+        "--select-on",
+        metavar="SPLIT",
+        help="choose the threshold on this held-out split (e.g. val) and report --split at it",
+    )
     p.add_argument("--threshold", type=float, help="fixed threshold (default: the checkpoint's)")
     p.add_argument("--top-k", type=int, help="classes whose maps are fused (default: the checkpoint's)")
-    p.add_argument("--test-mode", choices=("crop", "resize"),
-                   help="crop: Resize 256 + CenterCrop 224 (paper); resize: Resize 224 (standard protocol)")
+    p.add_argument(
+        "--test-mode",
+        choices=("crop", "resize"),
+        help="crop: Resize 256 + CenterCrop 224 (paper); resize: Resize 224 (standard protocol)",
+    )
     p.add_argument("--ten-crop", action="store_true", help="classification by ten-crop averaging")
-    p.add_argument("--interval", type=float, help="threshold step of MaxBoxAcc (default: config eval.interval)")
+    p.add_argument(
+        "--interval", type=float, help="threshold step of MaxBoxAcc (default: config eval.interval)"
+    )
     p.add_argument("--class-balanced", action="store_true", help="also print class-balanced means")
-    p.add_argument("--output", help="folder for metrics.json, curve.csv, per_class.csv and figures "
-                                    "(default: <checkpoint>_eval/<split>)")
-    p.add_argument("--save-maps", metavar="DIR",
-                   help="write score maps in the standard convention (<DIR>/<image_id>.npy, whole image "
-                        "resized to the input size; implies --test-mode resize)")
+    p.add_argument(
+        "--output",
+        help="folder for metrics.json, curve.csv, per_class.csv and figures "
+        "(default: <checkpoint>_eval/<split>)",
+    )
+    p.add_argument(
+        "--save-maps",
+        metavar="DIR",
+        help="write score maps in the standard convention (<DIR>/<image_id>.npy, whole image "
+        "resized to the input size; implies --test-mode resize)",
+    )
     p.add_argument("--save-vis", type=int, default=0, metavar="N", help="qualitative grid of N images")
     p.add_argument("--batch-size", type=int, help="evaluation batch size")
     p.add_argument("--workers", type=int, help="data loader workers")
@@ -77,9 +97,21 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load_checkpoint(args.checkpoint, map_location=device)
     cfg = evaluation_config(model.bas_meta, args)
-    out_dir = Path(args.output) if args.output else Path(f"{Path(args.checkpoint).with_suffix('')}_eval") / args.split
-    report = evaluate_split(model, cfg, args.split, select_on=args.select_on, ten_crop=args.ten_crop,
-                            save_maps=args.save_maps, device=device, progress=not args.no_progress)
+    out_dir = (
+        Path(args.output)
+        if args.output
+        else Path(f"{Path(args.checkpoint).with_suffix('')}_eval") / args.split
+    )
+    report = evaluate_split(
+        model,
+        cfg,
+        args.split,
+        select_on=args.select_on,
+        ten_crop=args.ten_crop,
+        save_maps=args.save_maps,
+        device=device,
+        progress=not args.no_progress,
+    )
     report.result["checkpoint"] = str(args.checkpoint)
     write_evaluation(out_dir, report, model, cfg, save_vis=args.save_vis, device=device)
     print(f"{args.split}: {format_metrics(report.result)}")
@@ -87,5 +119,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"class-balanced: {format_metrics(report.result['class_balanced'])}")
     print(f"wrote {out_dir}")
     return 0
-
-

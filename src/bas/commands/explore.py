@@ -10,21 +10,33 @@ from bas.errors import BASError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("explore", help="the CVPR paper's exploratory experiment (CE and activations vs mask area)",
-                       description="For each image with a ground-truth mask (or box), erode and dilate the mask "
-                                   "with 5n x 5n kernels (n = 1..K) at the input resolution, downsample each mask "
-                                   "to the mid-level feature map by area averaging, and record the cross-entropy "
-                                   "and the ground-truth-class score of F*M and the score of F*(1-M) against the "
-                                   "mask area. Writes explore.csv, explore_summary.csv, explore.json, explore.png.")
+    p = sub.add_parser(
+        "explore",
+        help="the CVPR paper's exploratory experiment (CE and activations vs mask area)",
+        description="For each image with a ground-truth mask (or box), erode and dilate the mask "
+        "with 5n x 5n kernels (n = 1..K) at the input resolution, downsample each mask "
+        "to the mid-level feature map by area averaging, and record the cross-entropy "
+        "and the ground-truth-class score of F*M and the score of F*(1-M) against the "
+        "mask area. Writes explore.csv, explore_summary.csv, explore.json, explore.png.",
+    )
     p.add_argument("--checkpoint", required=True, help="our .safetensors file or any released BAS checkpoint")
     p.add_argument("--data", required=True, help="dataset root")
-    p.add_argument("--dataset", default="cub", help="cub (also the synthetic data) | wsol | ilsvrc | bas_list | "
-                                                    "folder (default: cub)")
+    p.add_argument(
+        "--dataset",
+        default="cub",
+        help="cub (also the synthetic data) | wsol | ilsvrc | bas_list | folder (default: cub)",
+    )
     p.add_argument("--split", default="test", help="split (default: test)")
-    p.add_argument("--num-images", type=int, default=100, help="images, spread evenly over the split (default: 100)")
+    p.add_argument(
+        "--num-images", type=int, default=100, help="images, spread evenly over the split (default: 100)"
+    )
     p.add_argument("--max-n", type=int, default=6, help="largest step K: kernels 5, 10, ..., 5K (default: 6)")
-    p.add_argument("--test-mode", choices=("crop", "resize"), default="crop",
-                   help="crop: Resize + CenterCrop (paper, default); resize: Resize to the input size")
+    p.add_argument(
+        "--test-mode",
+        choices=("crop", "resize"),
+        default="crop",
+        help="crop: Resize + CenterCrop (paper, default); resize: Resize to the input size",
+    )
     p.add_argument("--output", help="output folder (default: <checkpoint>_explore/<split>)")
     add_device_args(p)
     p.set_defaults(func=run)
@@ -42,22 +54,36 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load_checkpoint(args.checkpoint, map_location=device)
     meta = model.bas_meta
-    transform = test_transform(meta["input_size"], meta["resize_size"], mode=args.test_mode,
-                               mean=meta["mean"], std=meta["std"])
+    transform = test_transform(
+        meta["input_size"], meta["resize_size"], mode=args.test_mode, mean=meta["mean"], std=meta["std"]
+    )
     dataset = build_dataset(args.dataset, args.data, args.split, transform)
     if len(dataset) == 0:
         raise BASError(f"split {args.split!r} of {args.data} has no images")
-    result = run_exploration(model, dataset, num_images=args.num_images, max_n=args.max_n, device=device,
-                             progress=not args.no_progress)
+    result = run_exploration(
+        model,
+        dataset,
+        num_images=args.num_images,
+        max_n=args.max_n,
+        device=device,
+        progress=not args.no_progress,
+    )
     if not result.rows:
         raise BASError(f"none of the chosen images of {args.data} ({args.split}) has a mask or a box")
-    result.settings.update(checkpoint=str(args.checkpoint), data=str(args.data), split=args.split,
-                           test_mode=args.test_mode)
-    out_dir = Path(args.output) if args.output else Path(f"{Path(args.checkpoint).with_suffix('')}_explore") / args.split
+    result.settings.update(
+        checkpoint=str(args.checkpoint), data=str(args.data), split=args.split, test_mode=args.test_mode
+    )
+    out_dir = (
+        Path(args.output)
+        if args.output
+        else Path(f"{Path(args.checkpoint).with_suffix('')}_explore") / args.split
+    )
     write_exploration(out_dir, result)
     for row in result.summary:
-        print(f"step {row['step']:+d} ({row['operation']}, kernel {row['kernel']}): area {row['area_mean']:.3f}  "
-              f"CE {row['ce_mean']:.3f}  fg {row['fg_activation_mean']:.3f}  bg {row['bg_activation_mean']:.3f}")
+        print(
+            f"step {row['step']:+d} ({row['operation']}, kernel {row['kernel']}): area {row['area_mean']:.3f}  "
+            f"CE {row['ce_mean']:.3f}  fg {row['fg_activation_mean']:.3f}  bg {row['bg_activation_mean']:.3f}"
+        )
     if result.skipped:
         print(f"skipped {len(result.skipped)} image(s) without a mask or box")
     print(f"wrote {out_dir}")

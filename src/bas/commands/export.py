@@ -8,18 +8,23 @@ from bas.errors import BASError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="export a checkpoint's inference path to ONNX or TorchScript",
-                       description="Input 'images' (B, 3, S, S), normalised with the checkpoint's mean/std; outputs "
-                                   "'logits' (B, K) and 'maps' (B, S, S): the mean foreground map of the top-k "
-                                   "classes, min-max normalised and upsampled to S, in [0, 1]. The batch "
-                                   "dimension is dynamic; top-k and S are fixed in the graph. The checkpoint's "
-                                   "metadata (class names, threshold, sizes, mean/std) is stored in the file.")
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint's inference path to ONNX or TorchScript",
+        description="Input 'images' (B, 3, S, S), normalised with the checkpoint's mean/std; outputs "
+        "'logits' (B, K) and 'maps' (B, S, S): the mean foreground map of the top-k "
+        "classes, min-max normalised and upsampled to S, in [0, 1]. The batch "
+        "dimension is dynamic; top-k and S are fixed in the graph. The checkpoint's "
+        "metadata (class names, threshold, sizes, mean/std) is stored in the file.",
+    )
     p.add_argument("output", metavar="OUT", help="file to write (e.g. model.onnx, model.pt)")
     p.add_argument("--checkpoint", required=True, help="our .safetensors file or any released BAS checkpoint")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="output format")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default: 17)")
     p.add_argument("--input-size", type=int, help="image side S (default: the checkpoint's input size)")
-    p.add_argument("--top-k", type=int, help="classes whose maps are fused in the graph (default: the checkpoint's)")
+    p.add_argument(
+        "--top-k", type=int, help="classes whose maps are fused in the graph (default: the checkpoint's)"
+    )
     p.set_defaults(func=run)
 
 
@@ -31,11 +36,16 @@ def run(args: argparse.Namespace) -> int:
         raise BASError(f"--top-k must be >= 1, got {args.top_k}")
     model = load_checkpoint(args.checkpoint, map_location="cpu")
     if args.input_size is not None and args.input_size < model.min_input_size:
-        raise BASError(f"--input-size must be at least {model.min_input_size} for {model.arch}, got {args.input_size}")
-    path = export_model(model, args.output, args.format, top_k=args.top_k, input_size=args.input_size,
-                        opset=args.opset)
+        raise BASError(
+            f"--input-size must be at least {model.min_input_size} for {model.arch}, got {args.input_size}"
+        )
+    path = export_model(
+        model, args.output, args.format, top_k=args.top_k, input_size=args.input_size, opset=args.opset
+    )
     meta = model.bas_meta
     size = args.input_size or meta["input_size"]
-    print(f"wrote {path} ({args.format}): images (B, 3, {size}, {size}) -> logits (B, {model.num_classes}), "
-          f"maps (B, {size}, {size}); top_k={args.top_k or meta['top_k']}, threshold {meta['threshold']}")
+    print(
+        f"wrote {path} ({args.format}): images (B, 3, {size}, {size}) -> logits (B, {model.num_classes}), "
+        f"maps (B, {size}, {size}); top_k={args.top_k or meta['top_k']}, threshold {meta['threshold']}"
+    )
     return 0

@@ -14,19 +14,29 @@ from bas.errors import BASError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("predict", help="localise objects in images with a checkpoint",
-                       description="Writes predictions.jsonl (one JSON line per image: path, label, class_name, "
-                                   "score, top5, box in original-image pixels) and one heatmap/box overlay PNG "
-                                   "per image under overlays/. Unreadable files are reported and skipped; the "
-                                   "command then exits with status 1 and lists them.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="image files, folders (searched recursively for image files) or glob patterns")
+    p = sub.add_parser(
+        "predict",
+        help="localise objects in images with a checkpoint",
+        description="Writes predictions.jsonl (one JSON line per image: path, label, class_name, "
+        "score, top5, box in original-image pixels) and one heatmap/box overlay PNG "
+        "per image under overlays/. Unreadable files are reported and skipped; the "
+        "command then exits with status 1 and lists them.",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image files, folders (searched recursively for image files) or glob patterns",
+    )
     p.add_argument("--checkpoint", required=True, help="our .safetensors file or any released BAS checkpoint")
     p.add_argument("--output", default="bas_predictions", help="output folder (default: bas_predictions)")
     p.add_argument("--top-k", type=int, help="classes whose maps are fused (default: the checkpoint's)")
     p.add_argument("--threshold", type=float, help="map threshold (default: the checkpoint's)")
-    p.add_argument("--no-crop", action="store_true",
-                   help="resize the whole image to the input size instead of Resize + CenterCrop")
+    p.add_argument(
+        "--no-crop",
+        action="store_true",
+        help="resize the whole image to the input size instead of Resize + CenterCrop",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default: 16)")
     add_device_args(p)
     p.set_defaults(func=run)
@@ -52,7 +62,9 @@ def collect_inputs(inputs: Iterable[str]) -> tuple[list[tuple[Path, str]], list[
             files.append((path, name))
 
     def add_folder(folder: Path) -> None:
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
+        for path in sorted(
+            p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        ):
             add(path, path.relative_to(folder).as_posix())
 
     for text in inputs:
@@ -113,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(files), desc="predict", unit="img", disable=args.no_progress, dynamic_ncols=True)
     with atomic_open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as jsonl:
         for start in range(0, len(files), args.batch_size):
-            chunk = list(zip(files[start:start + args.batch_size], overlays[start:start + args.batch_size]))
+            chunk = list(
+                zip(files[start : start + args.batch_size], overlays[start : start + args.batch_size])
+            )
             loaded = []
             for (path, _), overlay_name in chunk:
                 try:
@@ -121,19 +135,39 @@ def run(args: argparse.Namespace) -> int:
                 except BASError as exc:
                     skipped.append(str(exc))
                     tqdm.write(f"skipped {exc}", file=sys.stderr)
-            predictions = localizer.predict([image for _, _, image in loaded], top_k=args.top_k,
-                                            threshold=args.threshold, crop=not args.no_crop,
-                                            batch_size=args.batch_size) if loaded else []
+            predictions = (
+                localizer.predict(
+                    [image for _, _, image in loaded],
+                    top_k=args.top_k,
+                    threshold=args.threshold,
+                    crop=not args.no_crop,
+                    batch_size=args.batch_size,
+                )
+                if loaded
+                else []
+            )
             for (path, overlay_name, image), pred in zip(loaded, predictions):
                 overlay_path = out_dir / "overlays" / overlay_name
-                save_overlay(overlay_path, image, pred.map, pred_boxes=[pred.box],
-                             title=f"{pred.class_name} ({pred.score:.2f})"[:40], pred_label=pred.class_name)
-                record = {"path": str(path), **pred.to_json(), "overlay": str(overlay_path.relative_to(out_dir))}
+                save_overlay(
+                    overlay_path,
+                    image,
+                    pred.map,
+                    pred_boxes=[pred.box],
+                    title=f"{pred.class_name} ({pred.score:.2f})"[:40],
+                    pred_label=pred.class_name,
+                )
+                record = {
+                    "path": str(path),
+                    **pred.to_json(),
+                    "overlay": str(overlay_path.relative_to(out_dir)),
+                }
                 jsonl.write(json.dumps(record) + "\n")
                 written += 1
             bar.update(len(chunk))
     bar.close()
-    print(f"wrote {written} prediction(s) to {out_dir / 'predictions.jsonl'} and overlays to {out_dir / 'overlays'}")
+    print(
+        f"wrote {written} prediction(s) to {out_dir / 'predictions.jsonl'} and overlays to {out_dir / 'overlays'}"
+    )
     if skipped:
         print(f"skipped {len(skipped)} input(s):", file=sys.stderr)
         for message in skipped:

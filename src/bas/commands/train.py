@@ -9,17 +9,29 @@ from bas.commands._common import add_config_args, add_device_args
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a model from a YAML recipe",
-                       description="Train from a recipe (a file or a shipped name such as cub/resnet50). "
-                                   "The same command runs under torchrun for several GPUs or nodes; "
-                                   "see docs/training.md.")
-    p.add_argument("--config", help="recipe file or shipped recipe name (default: the built-in defaults; with "
-                                    "--resume CKPT or --resume --output DIR, the run folder's config.yaml)")
+    p = sub.add_parser(
+        "train",
+        help="train a model from a YAML recipe",
+        description="Train from a recipe (a file or a shipped name such as cub/resnet50). "
+        "The same command runs under torchrun for several GPUs or nodes; "
+        "see docs/training.md.",
+    )
+    p.add_argument(
+        "--config",
+        help="recipe file or shipped recipe name (default: the built-in defaults; with "
+        "--resume CKPT or --resume --output DIR, the run folder's config.yaml)",
+    )
     add_config_args(p)
     p.add_argument("--data-root", help="dataset root (same as --set data.root=DIR)")
     p.add_argument("--output", help="run folder (same as --set train.output_dir=DIR)")
-    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
-                   help="continue a run exactly where it stopped: from the run folder's last.ckpt, or from CKPT")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="CKPT",
+        help="continue a run exactly where it stopped: from the run folder's last.ckpt, or from CKPT",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     add_device_args(p)
     p.set_defaults(func=run)
@@ -56,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from bas.engine.train import train
 
-    train(cfg, resume=args.resume, progress=not args.no_progress,
-          device=None if args.device == "auto" else args.device)
+    train(
+        cfg,
+        resume=args.resume,
+        progress=not args.no_progress,
+        device=None if args.device == "auto" else args.device,
+    )
     return 0

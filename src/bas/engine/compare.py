@@ -38,8 +38,12 @@ from bas.config import default_config, dump_config, merge, parse_override, resol
 from bas.errors import ConfigError
 
 #: (result key, column title) of the comparison table.
-TABLE_METRICS = (("top1_cls", "Top-1 Cls"), ("gt_known_loc", "GT-known Loc"), ("top1_loc", "Top-1 Loc"),
-                 ("MaxBoxAccV2", "MaxBoxAccV2"))
+TABLE_METRICS = (
+    ("top1_cls", "Top-1 Cls"),
+    ("gt_known_loc", "GT-known Loc"),
+    ("top1_loc", "Top-1 Loc"),
+    ("MaxBoxAccV2", "MaxBoxAccV2"),
+)
 _BENCHMARK_KEYS = frozenset({"seeds", "figure_images", "checkpoint", "common", "methods", "quick"})
 CHECKPOINTS = ("final", "best")
 _RUN_FILES = ("metrics.jsonl", "last.ckpt", "best.safetensors", "model.safetensors", "test_metrics.json")
@@ -91,11 +95,18 @@ def load_benchmark(name: str | Path, *, quick: bool = False) -> Benchmark:
     if not isinstance(data.get("methods"), dict) or not data["methods"]:
         raise ConfigError(f"{path}: 'methods' must map at least one method name to its settings")
     if data.get("checkpoint", "final") not in CHECKPOINTS:
-        raise ConfigError(f"{path}: checkpoint must be one of {', '.join(CHECKPOINTS)}, got {data['checkpoint']!r}")
+        raise ConfigError(
+            f"{path}: checkpoint must be one of {', '.join(CHECKPOINTS)}, got {data['checkpoint']!r}"
+        )
     quick_cfg = data.get("quick") or {}
-    bench = Benchmark(name=path.stem, seeds=int(data.get("seeds", 1)),
-                      figure_images=int(data.get("figure_images", 8)), checkpoint=data.get("checkpoint", "final"),
-                      common=data.get("common") or {}, methods=data["methods"])
+    bench = Benchmark(
+        name=path.stem,
+        seeds=int(data.get("seeds", 1)),
+        figure_images=int(data.get("figure_images", 8)),
+        checkpoint=data.get("checkpoint", "final"),
+        common=data.get("common") or {},
+        methods=data["methods"],
+    )
     if quick:
         bench.seeds = int(quick_cfg.get("seeds", 1))
         bench.figure_images = int(quick_cfg.get("figure_images", bench.figure_images))
@@ -103,8 +114,14 @@ def load_benchmark(name: str | Path, *, quick: bool = False) -> Benchmark:
     return bench
 
 
-def method_config(bench: Benchmark, method: str, *, seed: int, output: str | Path,
-                  overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+def method_config(
+    bench: Benchmark,
+    method: str,
+    *,
+    seed: int,
+    output: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
     """The full training config of one (method, seed).
 
     Merge order: default.yaml, ``common``, the quick overrides, the method's keys, ``overrides``
@@ -133,8 +150,15 @@ def method_config(bench: Benchmark, method: str, *, seed: int, output: str | Pat
 # ------------------------------------------------------------------------------------------ runs
 
 
-def train_and_evaluate(method: str, cfg: dict[str, Any], *, checkpoint: str = "final", device: str = "cpu",
-                       progress: bool = False, reuse: bool = True) -> RunResult:
+def train_and_evaluate(
+    method: str,
+    cfg: dict[str, Any],
+    *,
+    checkpoint: str = "final",
+    device: str = "cpu",
+    progress: bool = False,
+    reuse: bool = True,
+) -> RunResult:
     """Train one config (or reuse its finished run) and evaluate it on the test split, threshold chosen on val.
 
     ``checkpoint``: ``"final"`` evaluates the last epoch's model; ``"best"`` the one best on val by
@@ -157,12 +181,27 @@ def train_and_evaluate(method: str, cfg: dict[str, Any], *, checkpoint: str = "f
     path = run_dir / BEST if checkpoint == "best" and (run_dir / BEST).is_file() else run_dir / FINAL
     start = time.perf_counter()
     model = load_checkpoint(path, map_location=device)
-    report = evaluate_split(model, cfg, cfg["data"]["test_split"], select_on=cfg["data"]["val_split"],
-                            device=device, progress=progress)
+    report = evaluate_split(
+        model,
+        cfg,
+        cfg["data"]["test_split"],
+        select_on=cfg["data"]["val_split"],
+        device=device,
+        progress=progress,
+    )
     eval_seconds = time.perf_counter() - start
     write_json(run_dir / "test_metrics.json", report.result)
-    return RunResult(method, int(cfg["train"]["seed"]), run_dir, path, report.result, train_seconds,
-                     train_cpu_seconds, eval_seconds, reused)
+    return RunResult(
+        method,
+        int(cfg["train"]["seed"]),
+        run_dir,
+        path,
+        report.result,
+        train_seconds,
+        train_cpu_seconds,
+        eval_seconds,
+        reused,
+    )
 
 
 # ------------------------------------------------------------------------------------- summaries
@@ -174,8 +213,10 @@ def summarize(runs: list[RunResult]) -> dict[str, dict[str, Any]]:
     summary: dict[str, dict[str, Any]] = {}
     for method in dict.fromkeys(r.method for r in runs):
         mine = [run_metrics(r.result) for r in runs if r.method == method]
-        entry: dict[str, Any] = {"seeds": [r.seed for r in runs if r.method == method],
-                                 "threshold": [float(r.result["threshold"]) for r in runs if r.method == method]}
+        entry: dict[str, Any] = {
+            "seeds": [r.seed for r in runs if r.method == method],
+            "threshold": [float(r.result["threshold"]) for r in runs if r.method == method],
+        }
         for key in mine[0]:
             values = [m[key] for m in mine]
             std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
@@ -200,28 +241,47 @@ def format_table(summary: dict[str, dict[str, Any]], markdown: bool = False) -> 
     first's (e.g. BAS - CAM).
     """
     header = ["method", *(title for _, title in TABLE_METRICS)]
-    rows = [[name, *(f"{entry[k]['mean']:.2f} ± {entry[k]['std']:.2f}" for k, _ in TABLE_METRICS)]
-            for name, entry in summary.items()]
+    rows = [
+        [name, *(f"{entry[k]['mean']:.2f} ± {entry[k]['std']:.2f}" for k, _ in TABLE_METRICS)]
+        for name, entry in summary.items()
+    ]
     names = list(summary)
     if len(names) > 1:
         first, last = summary[names[0]], summary[names[-1]]
-        rows.append([f"{names[-1]} - {names[0]}",
-                     *(f"{last[k]['mean'] - first[k]['mean']:+.2f}" for k, _ in TABLE_METRICS)])
+        rows.append(
+            [
+                f"{names[-1]} - {names[0]}",
+                *(f"{last[k]['mean'] - first[k]['mean']:+.2f}" for k, _ in TABLE_METRICS),
+            ]
+        )
     if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(TABLE_METRICS)) + "|"]
+        lines = [
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] + ["---:"] * len(TABLE_METRICS)) + "|",
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         return "\n".join(lines)
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
-                               enumerate(zip(row, widths))) for row in [header, *rows])
+    return "\n".join(
+        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        for row in [header, *rows]
+    )
 
 
 # ---------------------------------------------------------------------------------------- figure
 
 
 @torch.no_grad()
-def save_comparison_figure(path: str | Path, models: dict[str, tuple[torch.nn.Module, float]], dataset, *,
-                           n: int = 8, top_k: int = 1, device: str = "cpu", columns: int = 2) -> Path:
+def save_comparison_figure(
+    path: str | Path,
+    models: dict[str, tuple[torch.nn.Module, float]],
+    dataset,
+    *,
+    n: int = 8,
+    top_k: int = 1,
+    device: str = "cpu",
+    columns: int = 2,
+) -> Path:
     """The same ``n`` test images (spread evenly over ``dataset``) under every method, side by side.
 
     Each image gets one panel with its ground-truth box (green) and, per method, a panel with the
@@ -244,7 +304,11 @@ def save_comparison_figure(path: str | Path, models: dict[str, tuple[torch.nn.Mo
     panels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for name, (model, threshold) in models.items():
         model.eval()
-        maps = localization_maps(model(images, labels, top_k=top_k).fg_map.float(), images.shape[-2:]).cpu().numpy()
+        maps = (
+            localization_maps(model(images, labels, top_k=top_k).fg_map.float(), images.shape[-2:])
+            .cpu()
+            .numpy()
+        )
         boxes = maps_to_boxes(maps, threshold)
         panels[name] = (maps, boxes, best_iou(boxes, gt))
     pictures = [denormalize(img).clamp(0, 1) for img in batch["image"]]
@@ -258,7 +322,9 @@ def save_comparison_figure(path: str | Path, models: dict[str, tuple[torch.nn.Mo
         r, c = divmod(i, columns)
         draw_panel(axes[r, c * per], pictures[i], None, [], gt[i], "image + GT box")
         for j, (name, (maps, boxes, ious)) in enumerate(panels.items(), start=1):
-            draw_panel(axes[r, c * per + j], pictures[i], maps[i], [boxes[i]], gt[i], f"{name}  IoU {ious[i]:.2f}")
+            draw_panel(
+                axes[r, c * per + j], pictures[i], maps[i], [boxes[i]], gt[i], f"{name}  IoU {ious[i]:.2f}"
+            )
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -266,9 +332,16 @@ def save_comparison_figure(path: str | Path, models: dict[str, tuple[torch.nn.Mo
 # ----------------------------------------------------------------------------------------- driver
 
 
-def run_benchmark(bench: Benchmark, output: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
-                  device: str = "cpu", progress: bool = False, reuse: bool = True,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_benchmark(
+    bench: Benchmark,
+    output: str | Path,
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+    device: str = "cpu",
+    progress: bool = False,
+    reuse: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Train and evaluate every method over every seed; write results.json, results.md and comparison.png.
 
     Returns the document written to ``results.json``.
@@ -287,22 +360,33 @@ def run_benchmark(bench: Benchmark, output: str | Path, *, overrides: list[str] 
             configs.setdefault(method, cfg)
             action = "reusing the finished run" if reuse and _finished(cfg) else "training"
             log(f"[{method} seed {seed}] {action} in {cfg['train']['output_dir']}")
-            run = train_and_evaluate(method, cfg, checkpoint=bench.checkpoint, device=device, progress=progress,
-                                     reuse=reuse)
+            run = train_and_evaluate(
+                method, cfg, checkpoint=bench.checkpoint, device=device, progress=progress, reuse=reuse
+            )
             runs.append(run)
             r = run.result
-            log(f"[{method} seed {seed}] GT-known Loc {r['gt_known_loc']:.2f}  Top-1 Loc {r['top1_loc']:.2f}  "
+            log(
+                f"[{method} seed {seed}] GT-known Loc {r['gt_known_loc']:.2f}  Top-1 Loc {r['top1_loc']:.2f}  "
                 f"MaxBoxAccV2 {r['MaxBoxAccV2']:.2f}  (train {run.train_seconds:.0f} s wall / "
-                f"{run.train_cpu_seconds:.0f} s CPU, eval {run.eval_seconds:.0f} s)")
+                f"{run.train_cpu_seconds:.0f} s CPU, eval {run.eval_seconds:.0f} s)"
+            )
     summary = summarize(runs)
 
     first = {m: next(r for r in runs if r.method == m) for m in bench.methods}
-    models = {m: (load_checkpoint(run.checkpoint, map_location=device), float(run.result["threshold"]))
-              for m, run in first.items()}
+    models = {
+        m: (load_checkpoint(run.checkpoint, map_location=device), float(run.result["threshold"]))
+        for m, run in first.items()
+    }
     any_cfg = next(iter(configs.values()))
     test_set = make_dataset_split(any_cfg, any_cfg["data"]["test_split"], train=False)
-    figure = save_comparison_figure(output / "comparison.png", models, test_set, n=bench.figure_images,
-                                    top_k=any_cfg["eval"]["top_k"], device=device)
+    figure = save_comparison_figure(
+        output / "comparison.png",
+        models,
+        test_set,
+        n=bench.figure_images,
+        top_k=any_cfg["eval"]["top_k"],
+        device=device,
+    )
     wall = time.perf_counter() - start
     document = {
         "benchmark": bench.name,
@@ -310,11 +394,20 @@ def run_benchmark(bench: Benchmark, output: str | Path, *, overrides: list[str] 
         "wall_seconds": wall,
         "settings": _shared_settings(any_cfg),
         "methods": summary,
-        "runs": [{"method": r.method, "seed": r.seed, "checkpoint": str(r.checkpoint), "reused": r.reused,
-                  "train_seconds": r.train_seconds, "train_cpu_seconds": r.train_cpu_seconds,
-                  "eval_seconds": r.eval_seconds,
-                  "threshold": float(r.result["threshold"]), "metrics": run_metrics(r.result)}
-                 for r in runs],
+        "runs": [
+            {
+                "method": r.method,
+                "seed": r.seed,
+                "checkpoint": str(r.checkpoint),
+                "reused": r.reused,
+                "train_seconds": r.train_seconds,
+                "train_cpu_seconds": r.train_cpu_seconds,
+                "eval_seconds": r.eval_seconds,
+                "threshold": float(r.result["threshold"]),
+                "metrics": run_metrics(r.result),
+            }
+            for r in runs
+        ],
         "configs": configs,
         "files": {"markdown": str(output / "results.md"), "figure": str(figure)},
     }
@@ -329,27 +422,41 @@ def _finished(cfg: dict[str, Any]) -> bool:
 
     run_dir = Path(cfg["train"]["output_dir"])
     config_file = run_dir / "config.yaml"
-    return (run_dir / FINAL).is_file() and config_file.is_file() and \
-        config_file.read_text(encoding="utf-8") == dump_config(cfg)
+    return (
+        (run_dir / FINAL).is_file()
+        and config_file.is_file()
+        and config_file.read_text(encoding="utf-8") == dump_config(cfg)
+    )
 
 
 def _shared_settings(cfg: dict[str, Any]) -> dict[str, Any]:
     data, optim = cfg["data"], cfg["optim"]
-    return {"arch": cfg["model"]["arch"], "epochs": optim["epochs"], "input_size": data["input_size"],
-            "batch_size": data["batch_size"], "dataset": data["dataset"],
-            "synthetic": data["synthetic"] if data["dataset"] == "synthetic" else None,
-            "top_k": cfg["eval"]["top_k"]}
+    return {
+        "arch": cfg["model"]["arch"],
+        "epochs": optim["epochs"],
+        "input_size": data["input_size"],
+        "batch_size": data["batch_size"],
+        "dataset": data["dataset"],
+        "synthetic": data["synthetic"] if data["dataset"] == "synthetic" else None,
+        "top_k": cfg["eval"]["top_k"],
+    }
 
 
 def _markdown_report(bench: Benchmark, document: dict[str, Any]) -> str:
     s = document["settings"]
-    lines = [f"# Benchmark `{bench.name}`", "",
-             f"{', '.join(document['methods'])} on `{s['dataset']}` with `{s['arch']}`, {s['epochs']} epochs, "
-             f"input {s['input_size']} px, batch {s['batch_size']}, {bench.seeds} seed(s); "
-             f"test split, {checkpoint_words(bench)}, threshold of the paper metrics chosen on val; "
-             "mean ± std over seeds.", "",
-             format_table(document["methods"], markdown=True), "",
-             f"Wall time: {document['wall_seconds']:.0f} s. Figure: `{Path(document['files']['figure']).name}`.", ""]
+    lines = [
+        f"# Benchmark `{bench.name}`",
+        "",
+        f"{', '.join(document['methods'])} on `{s['dataset']}` with `{s['arch']}`, {s['epochs']} epochs, "
+        f"input {s['input_size']} px, batch {s['batch_size']}, {bench.seeds} seed(s); "
+        f"test split, {checkpoint_words(bench)}, threshold of the paper metrics chosen on val; "
+        "mean ± std over seeds.",
+        "",
+        format_table(document["methods"], markdown=True),
+        "",
+        f"Wall time: {document['wall_seconds']:.0f} s. Figure: `{Path(document['files']['figure']).name}`.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -79,14 +79,14 @@ class EpochSampler(Sampler):
     def _shard(self) -> list[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.size, generator=g).tolist()
-        return order[self.rank::self.world_size][:self.shard_size]
+        return order[self.rank :: self.world_size][: self.shard_size]
 
     def __len__(self) -> int:
         return max(0, self.shard_size - self.start)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         base = (self.seed * 1_000_003 + self.epoch) * 10_000_019
-        for index in self._shard()[self.start:]:
+        for index in self._shard()[self.start :]:
             yield index, (base + index) % (2**63 - 1)
 
 
@@ -110,14 +110,18 @@ def prepare_dataset(cfg: dict[str, Any]) -> tuple[str, Path]:
     return data["dataset"], root
 
 
-def make_dataset_split(cfg: dict[str, Any], split: str, *, train: bool, test_mode: str | None = None) -> Dataset:
+def make_dataset_split(
+    cfg: dict[str, Any], split: str, *, train: bool, test_mode: str | None = None
+) -> Dataset:
     """The dataset of one split with the train or test transform of the config."""
     data = cfg["data"]
     kind, root = prepare_dataset(cfg)
     if train:
         transform = train_transform(data["input_size"], data["resize_size"])
     else:
-        transform = test_transform(data["input_size"], data["resize_size"], mode=test_mode or data["test_mode"])
+        transform = test_transform(
+            data["input_size"], data["resize_size"], mode=test_mode or data["test_mode"]
+        )
     return build_dataset(kind, root, split, transform, **(data.get("options") or {}))
 
 
@@ -126,13 +130,21 @@ def per_rank_batch_size(cfg: dict[str, Any], world_size: int) -> int:
     and the ``train.accum_steps`` micro-batches of one optimiser step."""
     batch, accum = cfg["data"]["batch_size"], cfg["train"]["accum_steps"]
     if batch % (world_size * accum):
-        raise ConfigError(f"data.batch_size={batch} (the global batch of one step) must be divisible by "
-                          f"world size x train.accum_steps = {world_size} x {accum}")
+        raise ConfigError(
+            f"data.batch_size={batch} (the global batch of one step) must be divisible by "
+            f"world size x train.accum_steps = {world_size} x {accum}"
+        )
     return batch // (world_size * accum)
 
 
-def train_loader(dataset: Dataset, cfg: dict[str, Any], *, rank: int = 0, world_size: int = 1,
-                 device: torch.device | None = None) -> DataLoader:
+def train_loader(
+    dataset: Dataset,
+    cfg: dict[str, Any],
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    device: torch.device | None = None,
+) -> DataLoader:
     """Loader of the training split; its sampler is an :class:`EpochSampler` (call ``set_epoch``).
 
     Batches are ``data.batch_size / (world_size * train.accum_steps)`` images; an epoch is a whole
@@ -140,11 +152,21 @@ def train_loader(dataset: Dataset, cfg: dict[str, Any], *, rank: int = 0, world_
     does not draw from the global RNG.
     """
     per_rank = per_rank_batch_size(cfg, world_size)
-    sampler = EpochSampler(len(dataset), seed=int(cfg["train"]["seed"]), rank=rank, world_size=world_size,
-                           multiple_of=per_rank * cfg["train"]["accum_steps"])
-    return DataLoader(SeededDataset(dataset), batch_size=per_rank, sampler=sampler, collate_fn=collate,
-                      generator=torch.Generator().manual_seed(int(cfg["train"]["seed"])),
-                      **_worker_options(cfg["data"], device))
+    sampler = EpochSampler(
+        len(dataset),
+        seed=int(cfg["train"]["seed"]),
+        rank=rank,
+        world_size=world_size,
+        multiple_of=per_rank * cfg["train"]["accum_steps"],
+    )
+    return DataLoader(
+        SeededDataset(dataset),
+        batch_size=per_rank,
+        sampler=sampler,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(int(cfg["train"]["seed"])),
+        **_worker_options(cfg["data"], device),
+    )
 
 
 def eval_loader(dataset: Dataset, cfg: dict[str, Any], *, device: torch.device | None = None) -> DataLoader:
@@ -152,14 +174,18 @@ def eval_loader(dataset: Dataset, cfg: dict[str, Any], *, device: torch.device |
     data = cfg["data"]
     options = _worker_options(data, device)
     options["persistent_workers"] = False
-    return DataLoader(dataset, batch_size=data["eval_batch_size"], shuffle=False, collate_fn=collate, **options)
+    return DataLoader(
+        dataset, batch_size=data["eval_batch_size"], shuffle=False, collate_fn=collate, **options
+    )
 
 
 def _worker_options(data: dict[str, Any], device: torch.device | None) -> dict[str, Any]:
     """``num_workers``, ``pin_memory`` (CUDA only), ``persistent_workers`` and ``prefetch_factor``."""
     workers = int(data["workers"])
-    options: dict[str, Any] = {"num_workers": workers,
-                               "pin_memory": bool(data["pin_memory"]) and device is not None and device.type == "cuda"}
+    options: dict[str, Any] = {
+        "num_workers": workers,
+        "pin_memory": bool(data["pin_memory"]) and device is not None and device.type == "cuda",
+    }
     if workers > 0:
         options["persistent_workers"] = bool(data["persistent_workers"])
         options["prefetch_factor"] = 2

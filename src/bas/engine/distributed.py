@@ -66,7 +66,9 @@ def setup(device: str | None = None) -> DistEnv:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", timeout=PROCESS_GROUP_TIMEOUT)
+        dist.init_process_group(
+            backend="nccl" if dev.type == "cuda" else "gloo", timeout=PROCESS_GROUP_TIMEOUT
+        )
     return DistEnv(rank, local_rank, world_size, dev)
 
 

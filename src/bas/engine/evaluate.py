@@ -51,8 +51,16 @@ def autocast_context(device: torch.device, amp: str | None):
 
 
 @torch.no_grad()
-def predict_batches(model: nn.Module, loader, *, top_k: int, device: torch.device | str = "cpu",
-                    amp: str | None = None, progress: bool = True, desc: str = "eval") -> Iterator[BatchPrediction]:
+def predict_batches(
+    model: nn.Module,
+    loader,
+    *,
+    top_k: int,
+    device: torch.device | str = "cpu",
+    amp: str | None = None,
+    progress: bool = True,
+    desc: str = "eval",
+) -> Iterator[BatchPrediction]:
     """Run the model over ``loader`` (samples collated by :func:`bas.data.collate`)."""
     device = torch.device(device)
     model.eval()
@@ -62,8 +70,15 @@ def predict_batches(model: nn.Module, loader, *, top_k: int, device: torch.devic
         with autocast_context(device, amp):
             out = model(images, labels, top_k=top_k)
         maps = localization_maps(out.fg_map.float(), images.shape[-2:])
-        yield BatchPrediction(out.logits.float().cpu(), maps.cpu(), batch["label"], batch["boxes"],
-                              batch.get("mask"), batch.get("ignore"), list(batch["image_id"]))
+        yield BatchPrediction(
+            out.logits.float().cpu(),
+            maps.cpu(),
+            batch["label"],
+            batch["boxes"],
+            batch.get("mask"),
+            batch.get("ignore"),
+            list(batch["image_id"]),
+        )
 
 
 @dataclass
@@ -94,8 +109,9 @@ class Evaluator:
     def __post_init__(self) -> None:
         self.iou_thresholds = tuple(int(t) for t in self.iou_thresholds)
         self.curve_thresholds = metrics.threshold_grid(self.curve_interval)
-        self.box_evaluator = metrics.BoxEvaluator(iou_thresholds=self.iou_thresholds, interval=self.interval,
-                                                  multi_contour=self.multi_contour)
+        self.box_evaluator = metrics.BoxEvaluator(
+            iou_thresholds=self.iou_thresholds, interval=self.interval, multi_contour=self.multi_contour
+        )
         self.mask_evaluator: metrics.MaskEvaluator | None = None
 
     def update(self, pred: BatchPrediction) -> None:
@@ -109,8 +125,11 @@ class Evaluator:
         if any(len(g) for g in gt):
             self._has_boxes = True
             self._ious.append(metrics.best_iou(maps_to_boxes(maps, self.threshold), gt))
-            self._curve_ious.append(np.stack(
-                [metrics.best_iou(maps_to_boxes(maps, t), gt) for t in self.curve_thresholds], axis=1))
+            self._curve_ious.append(
+                np.stack(
+                    [metrics.best_iou(maps_to_boxes(maps, t), gt) for t in self.curve_thresholds], axis=1
+                )
+            )
             self.box_evaluator.accumulate(maps, gt)
         if pred.mask is not None:
             if self.mask_evaluator is None:
@@ -132,17 +151,20 @@ class Evaluator:
 
     def loc_metrics_at(self, ious: np.ndarray, class_balanced: bool = False) -> dict[str, float]:
         labels, top1, top5 = self._arrays()
-        return metrics.localization_accuracy(ious, labels, top1, top5, iou_threshold=0.5,
-                                             class_balanced=class_balanced)
+        return metrics.localization_accuracy(
+            ious, labels, top1, top5, iou_threshold=0.5, class_balanced=class_balanced
+        )
 
     def paper_curve(self) -> dict[str, np.ndarray]:
         """GT-known / Top-1 Loc (per image) at every threshold of the curve grid."""
         ious = np.concatenate(self._curve_ious)
         _, top1, _ = self._arrays()
         hit = ious >= 0.5
-        return {"threshold": self.curve_thresholds,
-                "gt_known_loc": 100.0 * hit.mean(axis=0),
-                "top1_loc": 100.0 * (hit & top1[:, None]).mean(axis=0)}
+        return {
+            "threshold": self.curve_thresholds,
+            "gt_known_loc": 100.0 * hit.mean(axis=0),
+            "top1_loc": 100.0 * (hit & top1[:, None]).mean(axis=0),
+        }
 
     def best_threshold(self, metric: str = "gt_known_loc") -> float:
         """Threshold of the curve grid that maximises ``metric`` (use it on a held-out split)."""
@@ -175,22 +197,40 @@ class Evaluator:
         rows = []
         for c in np.unique(labels):
             sel = labels == c
-            rows.append({"class": int(c),
-                         "name": class_names[c] if class_names and c < len(class_names) else str(c),
-                         "images": int(sel.sum()),
-                         "top1_cls": 100.0 * float(top1[sel].mean()),
-                         "gt_known_loc": 100.0 * float(hit[sel].mean()),
-                         "top1_loc": 100.0 * float((hit & top1)[sel].mean())})
+            rows.append(
+                {
+                    "class": int(c),
+                    "name": class_names[c] if class_names and c < len(class_names) else str(c),
+                    "images": int(sel.sum()),
+                    "top1_cls": 100.0 * float(top1[sel].mean()),
+                    "gt_known_loc": 100.0 * float(hit[sel].mean()),
+                    "top1_loc": 100.0 * float((hit & top1)[sel].mean()),
+                }
+            )
         return rows
 
 
-def evaluate(model: nn.Module, loader, *, num_classes: int, top_k: int, threshold: float,
-             iou_thresholds=(30, 50, 70), interval: float = 0.01, multi_contour: bool = True,
-             device: torch.device | str = "cpu", amp: str | None = None, progress: bool = True,
-             save_maps: str | Path | None = None, desc: str = "eval") -> Evaluator:
+def evaluate(
+    model: nn.Module,
+    loader,
+    *,
+    num_classes: int,
+    top_k: int,
+    threshold: float,
+    iou_thresholds=(30, 50, 70),
+    interval: float = 0.01,
+    multi_contour: bool = True,
+    device: torch.device | str = "cpu",
+    amp: str | None = None,
+    progress: bool = True,
+    save_maps: str | Path | None = None,
+    desc: str = "eval",
+) -> Evaluator:
     """Evaluate ``model`` on ``loader``; returns the filled :class:`Evaluator` (call ``compute()``)."""
     evaluator = Evaluator(num_classes, threshold, tuple(iou_thresholds), interval, multi_contour)
-    for pred in predict_batches(model, loader, top_k=top_k, device=device, amp=amp, progress=progress, desc=desc):
+    for pred in predict_batches(
+        model, loader, top_k=top_k, device=device, amp=amp, progress=progress, desc=desc
+    ):
         evaluator.update(pred)
         if save_maps is not None:
             write_score_maps(save_maps, pred.image_ids, pred.maps.numpy())
@@ -216,9 +256,17 @@ class EvaluationReport:
     class_names: list[str]
 
 
-def evaluate_split(model: nn.Module, cfg: dict[str, Any], split: str, *, select_on: str | None = None,
-                   ten_crop: bool = False, save_maps: str | Path | None = None, device: str = "cpu",
-                   progress: bool = True) -> EvaluationReport:
+def evaluate_split(
+    model: nn.Module,
+    cfg: dict[str, Any],
+    split: str,
+    *,
+    select_on: str | None = None,
+    ten_crop: bool = False,
+    save_maps: str | Path | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> EvaluationReport:
     """Evaluate ``model`` on one split of the dataset described by ``cfg``.
 
     With ``select_on`` (a held-out split such as ``val``), the paper-metric threshold is the one
@@ -232,10 +280,20 @@ def evaluate_split(model: nn.Module, cfg: dict[str, Any], split: str, *, select_
 
     def run(name: str, threshold: float, maps_dir=None) -> tuple[Any, Evaluator]:
         dataset = make_dataset_split(cfg, name, train=False)
-        evaluator = evaluate(model, eval_loader(dataset, cfg), num_classes=model.num_classes, top_k=ev["top_k"],
-                             threshold=threshold, iou_thresholds=ev["iou_thresholds"], interval=ev["interval"],
-                             multi_contour=ev["multi_contour"], device=device, progress=progress,
-                             save_maps=maps_dir, desc=name)
+        evaluator = evaluate(
+            model,
+            eval_loader(dataset, cfg),
+            num_classes=model.num_classes,
+            top_k=ev["top_k"],
+            threshold=threshold,
+            iou_thresholds=ev["iou_thresholds"],
+            interval=ev["interval"],
+            multi_contour=ev["multi_contour"],
+            device=device,
+            progress=progress,
+            save_maps=maps_dir,
+            desc=name,
+        )
         if ten_crop:
             evaluator.set_classification(*ten_crop_classification(model, cfg, name, device, progress))
         return dataset, evaluator
@@ -255,14 +313,17 @@ def evaluate_split(model: nn.Module, cfg: dict[str, Any], split: str, *, select_
         result["selected_on"] = selection
         chosen = selection["metrics"].get("MaxBoxAcc_threshold")
         if chosen and evaluator._has_boxes:
-            result["MaxBoxAcc_at_selected"] = {d: evaluator.box_evaluator.accuracy_at(t)[d] for d, t in chosen.items()}
+            result["MaxBoxAcc_at_selected"] = {
+                d: evaluator.box_evaluator.accuracy_at(t)[d] for d, t in chosen.items()
+            }
     class_names = list(getattr(model, "class_names", None) or getattr(dataset, "classes", []) or [])
     return EvaluationReport(result, evaluator, dataset, class_names)
 
 
 @torch.no_grad()
-def ten_crop_classification(model: nn.Module, cfg: dict[str, Any], split: str, device: str = "cpu",
-                            progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def ten_crop_classification(
+    model: nn.Module, cfg: dict[str, Any], split: str, device: str = "cpu", progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-1 / Top-5 correctness with softmax averaged over ten crops (BAS.md §5), in dataset order."""
     from torch.utils.data import DataLoader
 
@@ -271,10 +332,19 @@ def ten_crop_classification(model: nn.Module, cfg: dict[str, Any], split: str, d
 
     data = cfg["data"]
     kind, root = prepare_dataset(cfg)
-    dataset = build_dataset(kind, root, split, ten_crop_transform(data["input_size"], data["resize_size"]),
-                            **(data.get("options") or {}))
-    loader = DataLoader(dataset, batch_size=max(1, data["eval_batch_size"] // 10), collate_fn=collate,
-                        num_workers=int(data["workers"]))
+    dataset = build_dataset(
+        kind,
+        root,
+        split,
+        ten_crop_transform(data["input_size"], data["resize_size"]),
+        **(data.get("options") or {}),
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=max(1, data["eval_batch_size"] // 10),
+        collate_fn=collate,
+        num_workers=int(data["workers"]),
+    )
     top1, top5 = [], []
     k5 = min(5, model.num_classes)
     model.eval()
@@ -288,8 +358,15 @@ def ten_crop_classification(model: nn.Module, cfg: dict[str, Any], split: str, d
     return np.concatenate(top1), np.concatenate(top5)
 
 
-def write_evaluation(out_dir: str | Path, report: EvaluationReport, model: nn.Module, cfg: dict[str, Any], *,
-                     save_vis: int = 0, device: str = "cpu") -> Path:
+def write_evaluation(
+    out_dir: str | Path,
+    report: EvaluationReport,
+    model: nn.Module,
+    cfg: dict[str, Any],
+    *,
+    save_vis: int = 0,
+    device: str = "cpu",
+) -> Path:
     """metrics.json, per_class.csv/png, curve.csv/png, maxboxacc_curve.csv/png and an optional qualitative grid."""
     from bas.io import write_json
     from bas.visualize import save_bars, save_curve
@@ -300,30 +377,62 @@ def write_evaluation(out_dir: str | Path, report: EvaluationReport, model: nn.Mo
     per_class = evaluator.per_class(report.class_names)
     _write_csv(out_dir / "per_class.csv", per_class)
     if per_class:
-        save_bars(out_dir / "per_class.png", [r["name"] for r in per_class],
-                  {"Top-1 cls": [r["top1_cls"] for r in per_class], "GT-known Loc": [r["gt_known_loc"] for r in per_class],
-                   "Top-1 Loc": [r["top1_loc"] for r in per_class]}, title="per-class accuracy")
+        save_bars(
+            out_dir / "per_class.png",
+            [r["name"] for r in per_class],
+            {
+                "Top-1 cls": [r["top1_cls"] for r in per_class],
+                "GT-known Loc": [r["gt_known_loc"] for r in per_class],
+                "Top-1 Loc": [r["top1_loc"] for r in per_class],
+            },
+            title="per-class accuracy",
+        )
     if evaluator._has_boxes:
         paper = evaluator.paper_curve()
-        _write_csv(out_dir / "curve.csv", [
-            {"threshold": round(float(t), 6), "gt_known_loc": float(g), "top1_loc": float(l1)}
-            for t, g, l1 in zip(paper["threshold"], paper["gt_known_loc"], paper["top1_loc"])])
+        _write_csv(
+            out_dir / "curve.csv",
+            [
+                {"threshold": round(float(t), 6), "gt_known_loc": float(g), "top1_loc": float(l1)}
+                for t, g, l1 in zip(paper["threshold"], paper["gt_known_loc"], paper["top1_loc"])
+            ],
+        )
         box = evaluator.box_evaluator.compute()["curve"]
-        _write_csv(out_dir / "maxboxacc_curve.csv", [
-            {"threshold": round(float(t), 6), **{f"box_acc_{d}": float(acc[i]) for d, acc in box["accuracy"].items()}}
-            for i, t in enumerate(box["thresholds"])])
-        save_curve(out_dir / "curve.png", paper["threshold"],
-                   {"GT-known Loc": paper["gt_known_loc"], "Top-1 Loc": paper["top1_loc"]},
-                   title="paper metrics vs threshold")
-        save_curve(out_dir / "maxboxacc_curve.png", box["thresholds"],
-                   {f"IoU {d}": acc for d, acc in box["accuracy"].items()}, ylabel="box accuracy (%)",
-                   title="box accuracy vs threshold")
+        _write_csv(
+            out_dir / "maxboxacc_curve.csv",
+            [
+                {
+                    "threshold": round(float(t), 6),
+                    **{f"box_acc_{d}": float(acc[i]) for d, acc in box["accuracy"].items()},
+                }
+                for i, t in enumerate(box["thresholds"])
+            ],
+        )
+        save_curve(
+            out_dir / "curve.png",
+            paper["threshold"],
+            {"GT-known Loc": paper["gt_known_loc"], "Top-1 Loc": paper["top1_loc"]},
+            title="paper metrics vs threshold",
+        )
+        save_curve(
+            out_dir / "maxboxacc_curve.png",
+            box["thresholds"],
+            {f"IoU {d}": acc for d, acc in box["accuracy"].items()},
+            ylabel="box accuracy (%)",
+            title="box accuracy vs threshold",
+        )
     if save_vis:
         from bas.engine.figures import save_qualitative_grid
 
-        save_qualitative_grid(out_dir / "qualitative.png", model, report.dataset, n=save_vis,
-                              top_k=cfg["eval"]["top_k"], threshold=report.result["threshold"], device=device,
-                              class_names=report.class_names)
+        save_qualitative_grid(
+            out_dir / "qualitative.png",
+            model,
+            report.dataset,
+            n=save_vis,
+            top_k=cfg["eval"]["top_k"],
+            threshold=report.result["threshold"],
+            device=device,
+            class_names=report.class_names,
+        )
     return out_dir
 
 

@@ -13,9 +13,18 @@ from bas.visualize import save_grid
 
 
 @torch.no_grad()
-def save_qualitative_grid(path: str | Path, model, dataset, *, n: int = 16, top_k: int = 1, threshold: float = 0.5,
-                          device: str | torch.device = "cpu", class_names: list[str] | None = None,
-                          columns: int = 4) -> Path:
+def save_qualitative_grid(
+    path: str | Path,
+    model,
+    dataset,
+    *,
+    n: int = 16,
+    top_k: int = 1,
+    threshold: float = 0.5,
+    device: str | torch.device = "cpu",
+    class_names: list[str] | None = None,
+    columns: int = 4,
+) -> Path:
     """Image with ground-truth (green) and predicted (red) boxes, and the heatmap overlay, for ``n`` images
     spread evenly over ``dataset``."""
     n = max(1, min(n, len(dataset)))
@@ -32,5 +41,12 @@ def save_qualitative_grid(path: str | Path, model, dataset, *, n: int = 16, top_
         name = class_names[pred] if class_names and pred < len(class_names) else str(pred)
         titles.append(f"{'ok' if pred == label else 'wrong'}: {name}"[:28])
     pictures = [denormalize(img).clamp(0, 1) for img in batch["image"]]
-    return save_grid(path, pictures, list(maps.numpy()), list(boxes), [b.numpy() for b in batch["boxes"]],
-                     titles=titles, columns=columns)
+    return save_grid(
+        path,
+        pictures,
+        list(maps.numpy()),
+        list(boxes),
+        [b.numpy() for b in batch["boxes"]],
+        titles=titles,
+        columns=columns,
+    )

@@ -18,8 +18,9 @@ NEW_LAYER_PREFIXES = ("classifier.", "generator.", "fc.")
 GROUP_NAMES = ("backbone_weight", "backbone_bias", "new_weight", "new_bias")
 
 
-def parameter_groups(model: nn.Module, lr: float, lr_mult: list[float] | tuple[float, ...] = (1, 2, 10, 20)
-                     ) -> list[dict[str, Any]]:
+def parameter_groups(
+    model: nn.Module, lr: float, lr_mult: list[float] | tuple[float, ...] = (1, 2, 10, 20)
+) -> list[dict[str, Any]]:
     """The four groups, in the order of :data:`GROUP_NAMES` (empty groups are left out).
 
     A parameter is a bias when its name ends with ``.bias``; it belongs to a new layer when its
@@ -27,27 +28,37 @@ def parameter_groups(model: nn.Module, lr: float, lr_mult: list[float] | tuple[f
     Each group carries its ``name`` and its ``lr_mult``.
     """
     if len(lr_mult) != len(GROUP_NAMES):
-        raise ValueError(f"lr_mult needs {len(GROUP_NAMES)} values ({', '.join(GROUP_NAMES)}), got {list(lr_mult)}")
+        raise ValueError(
+            f"lr_mult needs {len(GROUP_NAMES)} values ({', '.join(GROUP_NAMES)}), got {list(lr_mult)}"
+        )
     groups: list[list[nn.Parameter]] = [[] for _ in GROUP_NAMES]
     for name, param in model.named_parameters():
         if param.requires_grad:
             new = name.startswith(NEW_LAYER_PREFIXES)
             bias = name.endswith(".bias")
             groups[2 * new + bias].append(param)
-    return [{"params": params, "lr": lr * mult, "name": name, "lr_mult": mult}
-            for params, mult, name in zip(groups, lr_mult, GROUP_NAMES) if params]
+    return [
+        {"params": params, "lr": lr * mult, "name": name, "lr_mult": mult}
+        for params, mult, name in zip(groups, lr_mult, GROUP_NAMES)
+        if params
+    ]
 
 
 def build_optimizer(model: nn.Module, optim_cfg: dict[str, Any]) -> torch.optim.SGD:
     """Nesterov SGD over :func:`parameter_groups` with the ``optim`` section of a config."""
     return torch.optim.SGD(
         parameter_groups(model, optim_cfg["lr"], optim_cfg["lr_mult"]),
-        lr=optim_cfg["lr"], momentum=optim_cfg["momentum"], weight_decay=optim_cfg["weight_decay"],
+        lr=optim_cfg["lr"],
+        momentum=optim_cfg["momentum"],
+        weight_decay=optim_cfg["weight_decay"],
         nesterov=optim_cfg["nesterov"],
     )
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, optim_cfg: dict[str, Any]) -> torch.optim.lr_scheduler.StepLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, optim_cfg: dict[str, Any]
+) -> torch.optim.lr_scheduler.StepLR:
     """Step decay: every group's lr is multiplied by ``gamma`` after every ``decay_every`` epochs."""
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(optim_cfg["decay_every"]),
-                                           gamma=optim_cfg["gamma"])
+    return torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=int(optim_cfg["decay_every"]), gamma=optim_cfg["gamma"]
+    )

@@ -70,8 +70,9 @@ def create_model(cfg: dict[str, Any], num_classes: int) -> nn.Module:
     if cfg["method"] == "bas":
         from bas.models import build_model
 
-        return build_model(m["arch"], num_classes, variant=m["variant"], pretrained=m["pretrained"],
-                           hidden=m["hidden"])
+        return build_model(
+            m["arch"], num_classes, variant=m["variant"], pretrained=m["pretrained"], hidden=m["hidden"]
+        )
     from bas.models.cam import build_cam_model
 
     return build_cam_model(m["arch"], num_classes, pretrained=m["pretrained"], hidden=m["hidden"])
@@ -92,13 +93,19 @@ def _check_int(cfg: dict[str, Any], key: str, minimum: int, *, optional: bool = 
     if optional and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key} must be an integer >= {minimum}{' or null' if optional else ''}, got {value!r}")
+        raise ConfigError(
+            f"{key} must be an integer >= {minimum}{' or null' if optional else ''}, got {value!r}"
+        )
 
 
 def _check_number(cfg: dict[str, Any], key: str, *, positive: bool = False) -> None:
     value = _value(cfg, key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or (positive and value <= 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or (positive and value <= 0)
+    ):
         raise ConfigError(f"{key} must be a finite{' positive' if positive else ''} number, got {value!r}")
 
 
@@ -119,8 +126,14 @@ def validate_config(cfg: dict[str, Any], world_size: int = 1) -> None:
     _check_choice(cfg, "model.variant", VARIANTS)
     _check_choice(cfg, "train.amp", AMP_MODES)
     _check_choice(cfg, "eval.select_metric", SELECT_METRICS)
-    for key in ("data.batch_size", "data.eval_batch_size", "train.accum_steps", "optim.epochs",
-                "optim.decay_every", "train.log_every"):
+    for key in (
+        "data.batch_size",
+        "data.eval_batch_size",
+        "train.accum_steps",
+        "optim.epochs",
+        "optim.decay_every",
+        "train.log_every",
+    ):
         _check_int(cfg, key, 1)
     _check_int(cfg, "model.hidden", 1, optional=cfg["method"] == "cam")  # null: plain CAM, no extra conv
     for key in ("data.workers", "eval.every", "train.checkpoint_every_steps", "train.seed"):
@@ -131,10 +144,15 @@ def validate_config(cfg: dict[str, Any], world_size: int = 1) -> None:
     for key in ("optim.momentum", "optim.weight_decay", "loss.alpha", "loss.beta"):
         _check_number(cfg, key)
     lr_mult = cfg["optim"]["lr_mult"]
-    if not isinstance(lr_mult, list) or len(lr_mult) != len(GROUP_NAMES) \
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in lr_mult):
-        raise ConfigError(f"optim.lr_mult must be {len(GROUP_NAMES)} positive numbers "
-                          f"({', '.join(GROUP_NAMES)}), got {lr_mult!r}")
+    if (
+        not isinstance(lr_mult, list)
+        or len(lr_mult) != len(GROUP_NAMES)
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in lr_mult)
+    ):
+        raise ConfigError(
+            f"optim.lr_mult must be {len(GROUP_NAMES)} positive numbers "
+            f"({', '.join(GROUP_NAMES)}), got {lr_mult!r}"
+        )
     per_rank_batch_size(cfg, world_size)
 
 
@@ -148,8 +166,14 @@ class Trainer:
     (micro-batches of the current epoch done on this rank) say where the run stands.
     """
 
-    def __init__(self, cfg: dict[str, Any], *, resume: str | Path | bool | None = None, progress: bool = True,
-                 device: str | None = None):
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        *,
+        resume: str | Path | bool | None = None,
+        progress: bool = True,
+        device: str | None = None,
+    ):
         self.cfg = cfg
         validate_config(cfg, D.world_size_from_env())
         self.env = env = D.setup(device)
@@ -184,11 +208,15 @@ class Trainer:
         self.optimizer = build_optimizer(model, cfg["optim"])
         self.scheduler = build_scheduler(self.optimizer, cfg["optim"])
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=tcfg["amp"] == "fp16")
-        self.loader = train_loader(self.train_set, cfg, rank=env.rank, world_size=env.world_size, device=env.device)
+        self.loader = train_loader(
+            self.train_set, cfg, rank=env.rank, world_size=env.world_size, device=env.device
+        )
         self.steps_per_epoch = self.loader.sampler.shard_size // (self.loader.batch_size * self.accum)
         if self.steps_per_epoch == 0:
-            raise ConfigError(f"the training split has {len(self.train_set)} images, fewer than one step "
-                              f"(data.batch_size={cfg['data']['batch_size']})")
+            raise ConfigError(
+                f"the training split has {len(self.train_set)} images, fewer than one step "
+                f"(data.batch_size={cfg['data']['batch_size']})"
+            )
         self.epoch, self.step, self.batch_in_epoch = 0, 0, 0
         self.best: float | None = None
         self.last_metrics: dict[str, Any] = {}
@@ -200,7 +228,8 @@ class Trainer:
         self.net: nn.Module = model
         if env.distributed:
             self.ddp = nn.parallel.DistributedDataParallel(
-                model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+                model, device_ids=[env.device.index] if env.device.type == "cuda" else None
+            )
             self.net = self.ddp
         if tcfg["compile"]:
             self.net = torch.compile(self.net)
@@ -211,8 +240,9 @@ class Trainer:
     def _resume(self, path: Path) -> None:
         if not path.is_file():
             raise TrainingError(f"cannot resume: no checkpoint at {path}")
-        state = checkpoints.load_training_state(path, model=self.model, optimizer=self.optimizer,
-                                                scheduler=self.scheduler, scaler=self.scaler)
+        state = checkpoints.load_training_state(
+            path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler
+        )
         extra = state.get("extra") or {}
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.batch_in_epoch = int(extra.get("batch_in_epoch", 0))
@@ -220,8 +250,10 @@ class Trainer:
         self.last_metrics = state.get("metrics") or {}
         if self.env.is_main:
             self._truncate_log()
-            print(f"resumed from {path}: epoch {self.epoch}, step {self.step}, "
-                  f"batch {self.batch_in_epoch} of the epoch")
+            print(
+                f"resumed from {path}: epoch {self.epoch}, step {self.step}, "
+                f"batch {self.batch_in_epoch} of the epoch"
+            )
 
     def _truncate_log(self) -> None:
         """Drop log records the resumed run will write again (those after the checkpoint)."""
@@ -246,19 +278,38 @@ class Trainer:
         if not self.env.is_main:
             return
         checkpoints.save_training_state(
-            self.out_dir / LAST, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-            scaler=self.scaler, epoch=self.epoch, step=self.step, config=self.cfg, metrics=self.last_metrics,
-            extra={"batch_in_epoch": self.batch_in_epoch, "best": self.best})
+            self.out_dir / LAST,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            epoch=self.epoch,
+            step=self.step,
+            config=self.cfg,
+            metrics=self.last_metrics,
+            extra={"batch_in_epoch": self.batch_in_epoch, "best": self.best},
+        )
 
-    def save_model(self, path: Path, metrics: dict[str, Any] | None = None, threshold: float | None = None) -> None:
+    def save_model(
+        self, path: Path, metrics: dict[str, Any] | None = None, threshold: float | None = None
+    ) -> None:
         """Write a model file with its metadata; ``threshold`` defaults to ``eval.threshold``."""
         from bas.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
         data, ev = self.cfg["data"], self.cfg["eval"]
-        checkpoints.save_model(path, self.model, class_names=self.class_names or None,
-                               threshold=ev["threshold"] if threshold is None else threshold, top_k=ev["top_k"],
-                               config=self.cfg, metrics=metrics or {}, input_size=data["input_size"],
-                               resize_size=data["resize_size"], mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
+        checkpoints.save_model(
+            path,
+            self.model,
+            class_names=self.class_names or None,
+            threshold=ev["threshold"] if threshold is None else threshold,
+            top_k=ev["top_k"],
+            config=self.cfg,
+            metrics=metrics or {},
+            input_size=data["input_size"],
+            resize_size=data["resize_size"],
+            mean=list(IMAGENET_MEAN),
+            std=list(IMAGENET_STD),
+        )
 
     # ---------------------------------------------------------------------------- logging
 
@@ -288,13 +339,22 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ train
 
-    def _forward_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _forward_loss(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The model under autocast; the loss (computed in float32 by :mod:`bas.losses`)."""
         cfg = self.cfg
         with autocast_context(self.env.device, cfg["train"]["amp"]):
             out = self.net(images, labels)
-        return training_loss(cfg["method"], out, labels, alpha=cfg["loss"]["alpha"], beta=cfg["loss"]["beta"],
-                             variant=cfg["model"]["variant"], arch=cfg["model"]["arch"])
+        return training_loss(
+            cfg["method"],
+            out,
+            labels,
+            alpha=cfg["loss"]["alpha"],
+            beta=cfg["loss"]["beta"],
+            variant=cfg["model"]["variant"],
+            arch=cfg["model"]["arch"],
+        )
 
     def _loss_values(self, total: torch.Tensor, terms: dict[str, torch.Tensor]) -> dict[str, float]:
         """The loss and its terms as floats (one device sync); stops the run if the loss is not finite."""
@@ -312,8 +372,10 @@ class Trainer:
             what = "on another rank"
         last = self.out_dir / LAST
         kept = f"last good checkpoint: {last}" if last.is_file() else "no checkpoint had been written"
-        raise TrainingError(f"non-finite loss at step {self.step + 1} (epoch {self.epoch + 1}): {what}; "
-                            f"stopped before the update, {kept}")
+        raise TrainingError(
+            f"non-finite loss at step {self.step + 1} (epoch {self.epoch + 1}): {what}; "
+            f"stopped before the update, {kept}"
+        )
 
     def train_batch(self, batch: dict[str, Any]) -> dict[str, float]:
         """Forward and backward one micro-batch; the optimiser steps after every ``accum_steps`` of them.
@@ -355,8 +417,14 @@ class Trainer:
         self.net.train()
         sums: dict[str, float] = {}
         count, images, wait, start = 0, 0, 0.0, time.perf_counter()
-        bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch // self.accum, disable=not self.progress,
-                   desc=f"epoch {self.epoch + 1}/{cfg['optim']['epochs']}", dynamic_ncols=True, leave=False)
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=self.batch_in_epoch // self.accum,
+            disable=not self.progress,
+            desc=f"epoch {self.epoch + 1}/{cfg['optim']['epochs']}",
+            dynamic_ncols=True,
+            leave=False,
+        )
         batches = iter(self.loader)
         while True:
             t0 = time.perf_counter()
@@ -372,13 +440,24 @@ class Trainer:
                 continue
             elapsed = max(time.perf_counter() - start, 1e-9)
             lr = self.optimizer.param_groups[0]["lr"]
-            bar.set_postfix({k: f"{v / count:.3f}" for k, v in sums.items()}
-                            | {"lr": f"{lr:.2g}", "img/s": f"{images / elapsed:.1f}"})
+            bar.set_postfix(
+                {k: f"{v / count:.3f}" for k, v in sums.items()}
+                | {"lr": f"{lr:.2g}", "img/s": f"{images / elapsed:.1f}"}
+            )
             bar.update(1)
             if self.step % log_every == 0:
                 avg = D.all_reduce_mean({k: v / count for k, v in sums.items()}, env)
-                self.log({"kind": "train", "epoch": self.epoch + 1, "step": self.step, **avg, "lr": lr,
-                          "images_per_s": images / elapsed, "data_wait": wait / elapsed})
+                self.log(
+                    {
+                        "kind": "train",
+                        "epoch": self.epoch + 1,
+                        "step": self.step,
+                        **avg,
+                        "lr": lr,
+                        "images_per_s": images / elapsed,
+                        "data_wait": wait / elapsed,
+                    }
+                )
             if every and self.step % every == 0:
                 self.save_state()
             if max_steps is not None and self.step >= max_steps:
@@ -402,10 +481,20 @@ class Trainer:
         if self.env.is_main:
             ev = self.cfg["eval"]
             loader = eval_loader(self.val_set, self.cfg, device=self.env.device)
-            evaluator = evaluate(checkpoints.unwrap_model(self.net), loader, num_classes=self.num_classes,
-                                 top_k=ev["top_k"], threshold=ev["threshold"], iou_thresholds=ev["iou_thresholds"],
-                                 interval=ev["interval"], multi_contour=ev["multi_contour"], device=self.env.device,
-                                 amp=self.cfg["train"]["amp"], progress=self.progress, desc="val")
+            evaluator = evaluate(
+                checkpoints.unwrap_model(self.net),
+                loader,
+                num_classes=self.num_classes,
+                top_k=ev["top_k"],
+                threshold=ev["threshold"],
+                iou_thresholds=ev["iou_thresholds"],
+                interval=ev["interval"],
+                multi_contour=ev["multi_contour"],
+                device=self.env.device,
+                amp=self.cfg["train"]["amp"],
+                progress=self.progress,
+                desc="val",
+            )
             metrics = evaluator.compute()
             threshold = float(ev["threshold"])
             if "best_threshold" in metrics:
@@ -416,8 +505,11 @@ class Trainer:
 
     def _validation_due(self) -> bool:
         every = int(self.cfg["eval"]["every"])
-        return self.val_set is not None and every > 0 and (
-            self.epoch % every == 0 or self.epoch == int(self.cfg["optim"]["epochs"]))
+        return (
+            self.val_set is not None
+            and every > 0
+            and (self.epoch % every == 0 or self.epoch == int(self.cfg["optim"]["epochs"]))
+        )
 
     def _validate_and_keep_best(self) -> dict[str, Any]:
         """Validate; save ``best.safetensors`` when the selection metric improves; returns the log fields."""
@@ -425,10 +517,18 @@ class Trainer:
         metric = self.cfg["eval"]["select_metric"]
         if metric not in val:
             available = ", ".join(k for k in SELECT_METRICS if k in val)
-            raise ConfigError(f"eval.select_metric {metric!r} is not computed on the split "
-                              f"{self.cfg['data']['val_split']!r} (available: {available or 'none'})")
-        self.last_metrics = {"split": self.cfg["data"]["val_split"], "epoch": self.epoch, "step": self.step,
-                             "select_metric": metric, "threshold": threshold, "val": val}
+            raise ConfigError(
+                f"eval.select_metric {metric!r} is not computed on the split "
+                f"{self.cfg['data']['val_split']!r} (available: {available or 'none'})"
+            )
+        self.last_metrics = {
+            "split": self.cfg["data"]["val_split"],
+            "epoch": self.epoch,
+            "step": self.step,
+            "select_metric": metric,
+            "threshold": threshold,
+            "val": val,
+        }
         if self.best is None or float(val[metric]) > self.best:
             self.best = float(val[metric])
             if self.env.is_main:
@@ -461,21 +561,31 @@ class Trainer:
                     record.update(self._validate_and_keep_best())
                 self.log(record)
                 if self.env.is_main:  # one summary line per epoch, with or without progress bars
-                    tqdm.write(f"epoch {self.epoch}: " + "  ".join(
-                        f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)))
+                    tqdm.write(
+                        f"epoch {self.epoch}: "
+                        + "  ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float))
+                    )
                 self.save_state()
             if env.is_main:
                 validated_now = self.last_metrics.get("step") == self.step
-                self.save_model(self.out_dir / FINAL, metrics=self.last_metrics,
-                                threshold=self.last_metrics["threshold"] if validated_now else None)
+                self.save_model(
+                    self.out_dir / FINAL,
+                    metrics=self.last_metrics,
+                    threshold=self.last_metrics["threshold"] if validated_now else None,
+                )
         finally:
             self._close_log()
         D.barrier(env)
         return self.last_metrics
 
 
-def train(cfg: dict[str, Any], *, resume: str | Path | bool | None = None, progress: bool = True,
-          device: str | None = None) -> dict[str, Any]:
+def train(
+    cfg: dict[str, Any],
+    *,
+    resume: str | Path | bool | None = None,
+    progress: bool = True,
+    device: str | None = None,
+) -> dict[str, Any]:
     """Train from a resolved config (see :func:`bas.config.load_config`); returns the last validation
     record (``{"split", "epoch", "step", "select_metric", "threshold", "val"}``, empty without one)."""
     try:

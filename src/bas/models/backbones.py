@@ -71,10 +71,21 @@ class _ConvReLU(nn.Conv2d):
         return torch.relu(super().forward(x))
 
 
-VGG16_MID = (("conv1_1", 3, 64), ("conv1_2", 64, 64), "pool",
-             ("conv2_1", 64, 128), ("conv2_2", 128, 128), "pool",
-             ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), "pool",
-             ("conv4_1", 256, 512), ("conv4_2", 512, 512), ("conv4_3", 512, 512))
+VGG16_MID = (
+    ("conv1_1", 3, 64),
+    ("conv1_2", 64, 64),
+    "pool",
+    ("conv2_1", 64, 128),
+    ("conv2_2", 128, 128),
+    "pool",
+    ("conv3_1", 128, 256),
+    ("conv3_2", 256, 256),
+    ("conv3_3", 256, 256),
+    "pool",
+    ("conv4_1", 256, 512),
+    ("conv4_2", 512, 512),
+    ("conv4_3", 512, 512),
+)
 VGG16_HEAD = ("pool", ("conv5_1", 512, 512), ("conv5_2", 512, 512), ("conv5_3", 512, 512))
 
 
@@ -112,8 +123,17 @@ def resnet_split(name: str) -> Backbone:
     net = getattr(tvm, name)(weights=None)
     _unstride(net.layer3)
     _unstride(net.layer4)
-    mid = _Sequence({"conv1": net.conv1, "bn1": net.bn1, "relu": net.relu, "maxpool": net.maxpool,
-                     "layer1": net.layer1, "layer2": net.layer2, "layer3": net.layer3})
+    mid = _Sequence(
+        {
+            "conv1": net.conv1,
+            "bn1": net.bn1,
+            "relu": net.relu,
+            "maxpool": net.maxpool,
+            "layer1": net.layer1,
+            "layer2": net.layer2,
+            "layer3": net.layer3,
+        }
+    )
     head = _Sequence({"pool": nn.MaxPool2d(2, 2), "layer4": net.layer4})
     return Backbone(mid, head, net.layer4[0].conv1.in_channels, net.fc.in_features)
 
@@ -122,21 +142,38 @@ def resnet_split(name: str) -> Backbone:
 
 # (in, out, stride) of the 13 depthwise-separable blocks; block index 6 (the 7th layer, 256 -> 512)
 # has stride 1 instead of 2 so that blocks 6..11 stay at 28x28.
-MOBILENET_V1_BLOCKS = ((32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1),
-                       (256, 512, 1), (512, 512, 1), (512, 512, 1), (512, 512, 1), (512, 512, 1),
-                       (512, 512, 1), (512, 1024, 2), (1024, 1024, 1))
+MOBILENET_V1_BLOCKS = (
+    (32, 64, 1),
+    (64, 128, 2),
+    (128, 128, 1),
+    (128, 256, 2),
+    (256, 256, 1),
+    (256, 512, 1),
+    (512, 512, 1),
+    (512, 512, 1),
+    (512, 512, 1),
+    (512, 512, 1),
+    (512, 512, 1),
+    (512, 1024, 2),
+    (1024, 1024, 1),
+)
 MOBILENET_V1_SPLIT = 12  # model.0 .. model.11 form mid
 
 
 def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 def _conv_dw(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
-        nn.Conv2d(cin, cout, 1, 1, 0, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
+        nn.BatchNorm2d(cin),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 1, 1, 0, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -186,19 +223,39 @@ class _InceptionDPadded(tv_inception.InceptionD):
 
 def inception_v3_split() -> Backbone:
     """InceptionV3: mid = stem .. Mixed_6e (768 ch, 28x28), head = Mixed_7a, Mixed_7b, Mixed_7c."""
-    blocks = [tv_inception.BasicConv2d, tv_inception.InceptionA, _InceptionBStride1, tv_inception.InceptionC,
-              _InceptionDPadded, tv_inception.InceptionE, tv_inception.InceptionAux]
-    net = tv_inception.Inception3(num_classes=1000, aux_logits=False, transform_input=False,
-                                  inception_blocks=blocks, init_weights=False)
+    blocks = [
+        tv_inception.BasicConv2d,
+        tv_inception.InceptionA,
+        _InceptionBStride1,
+        tv_inception.InceptionC,
+        _InceptionDPadded,
+        tv_inception.InceptionE,
+        tv_inception.InceptionAux,
+    ]
+    net = tv_inception.Inception3(
+        num_classes=1000, aux_logits=False, transform_input=False, inception_blocks=blocks, init_weights=False
+    )
     net.Conv2d_1a_3x3.conv.padding = (1, 1)
     pool1 = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
     pool2 = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
-    mid = _Sequence({
-        "Conv2d_1a_3x3": net.Conv2d_1a_3x3, "Conv2d_2a_3x3": net.Conv2d_2a_3x3,
-        "Conv2d_2b_3x3": net.Conv2d_2b_3x3, "maxpool1": pool1, "Conv2d_3b_1x1": net.Conv2d_3b_1x1,
-        "Conv2d_4a_3x3": net.Conv2d_4a_3x3, "maxpool2": pool2, "Mixed_5b": net.Mixed_5b,
-        "Mixed_5c": net.Mixed_5c, "Mixed_5d": net.Mixed_5d, "Mixed_6a": net.Mixed_6a,
-        "Mixed_6b": net.Mixed_6b, "Mixed_6c": net.Mixed_6c, "Mixed_6d": net.Mixed_6d, "Mixed_6e": net.Mixed_6e,
-    })
+    mid = _Sequence(
+        {
+            "Conv2d_1a_3x3": net.Conv2d_1a_3x3,
+            "Conv2d_2a_3x3": net.Conv2d_2a_3x3,
+            "Conv2d_2b_3x3": net.Conv2d_2b_3x3,
+            "maxpool1": pool1,
+            "Conv2d_3b_1x1": net.Conv2d_3b_1x1,
+            "Conv2d_4a_3x3": net.Conv2d_4a_3x3,
+            "maxpool2": pool2,
+            "Mixed_5b": net.Mixed_5b,
+            "Mixed_5c": net.Mixed_5c,
+            "Mixed_5d": net.Mixed_5d,
+            "Mixed_6a": net.Mixed_6a,
+            "Mixed_6b": net.Mixed_6b,
+            "Mixed_6c": net.Mixed_6c,
+            "Mixed_6d": net.Mixed_6d,
+            "Mixed_6e": net.Mixed_6e,
+        }
+    )
     head = _Sequence({"Mixed_7a": net.Mixed_7a, "Mixed_7b": net.Mixed_7b, "Mixed_7c": net.Mixed_7c})
     return Backbone(mid, head, 768, 2048)

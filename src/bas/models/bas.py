@@ -47,11 +47,15 @@ class BASOutput:
     feature_map: torch.Tensor | None = None
 
 
-def make_classifier(in_channels: int, num_classes: int, hidden: int = 1024, final_relu: bool = False) -> nn.Sequential:
+def make_classifier(
+    in_channels: int, num_classes: int, hidden: int = 1024, final_relu: bool = False
+) -> nn.Sequential:
     """``classifier_cls``: conv3x3 - ReLU - conv3x3 - ReLU - conv1x1 (- ReLU in the CVPR 2022 code)."""
     layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(in_channels, hidden, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, hidden, 3, padding=1),
+        nn.ReLU(inplace=True),
         nn.Conv2d(hidden, num_classes, 1),
     ]
     if final_relu:
@@ -71,9 +75,17 @@ class BASModel(nn.Module):
     names), ``classifier.*`` (``classifier_cls``) and ``generator.*`` (``classifier_loc``).
     """
 
-    def __init__(self, backbone: Backbone, num_classes: int, *, arch: str = "custom",
-                 variant: str = "ijcv2023", hidden: int = 1024, min_input_size: int = 32,
-                 init: str = "xavier"):
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        *,
+        arch: str = "custom",
+        variant: str = "ijcv2023",
+        hidden: int = 1024,
+        min_input_size: int = 32,
+        init: str = "xavier",
+    ):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
@@ -85,8 +97,9 @@ class BASModel(nn.Module):
         self.min_input_size = min_input_size
         self.mid = backbone.mid
         self.head = backbone.head
-        self.classifier = make_classifier(backbone.out_channels, num_classes, hidden,
-                                          final_relu=variant == "cvpr2022")
+        self.classifier = make_classifier(
+            backbone.out_channels, num_classes, hidden, final_relu=variant == "cvpr2022"
+        )
         self.generator = make_generator(backbone.mid_channels, num_classes)
         for module in (*self.classifier, *self.generator):
             if isinstance(module, nn.Conv2d):
@@ -123,8 +136,9 @@ class BASModel(nn.Module):
         return out
 
     @staticmethod
-    def select_maps(maps: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor | None,
-                    top_k: int) -> torch.Tensor:
+    def select_maps(
+        maps: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor | None, top_k: int
+    ) -> torch.Tensor:
         """Fuse the per-class maps (B, K, h, w) into one map (B, 1, h, w).
 
         ``top_k == 1`` with labels: the ground-truth channel. Otherwise the mean of the channels of
@@ -158,10 +172,14 @@ class BASModel(nn.Module):
             shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
             raise ValueError(f"images must be a (B, 3, H, W) tensor, got {shape}")
         if images.shape[1] != 3:
-            raise ValueError(f"images must have 3 channels, got {images.shape[1]} (shape {tuple(images.shape)})")
+            raise ValueError(
+                f"images must have 3 channels, got {images.shape[1]} (shape {tuple(images.shape)})"
+            )
         if min(images.shape[-2:]) < self.min_input_size:
-            raise ValueError(f"{self.arch} needs images of at least {self.min_input_size}x{self.min_input_size} "
-                             f"pixels, got {images.shape[-2]}x{images.shape[-1]}")
+            raise ValueError(
+                f"{self.arch} needs images of at least {self.min_input_size}x{self.min_input_size} "
+                f"pixels, got {images.shape[-2]}x{images.shape[-1]}"
+            )
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         if labels is not None:
@@ -172,4 +190,6 @@ class BASModel(nn.Module):
             if labels.numel() and not torch.compiler.is_compiling():
                 lo, hi = int(labels.min()), int(labels.max())
                 if lo < 0 or hi >= self.num_classes:
-                    raise ValueError(f"labels must be in [0, {self.num_classes - 1}], got values in [{lo}, {hi}]")
+                    raise ValueError(
+                        f"labels must be in [0, {self.num_classes - 1}], got values in [{lo}, {hi}]"
+                    )

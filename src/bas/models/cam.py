@@ -40,8 +40,16 @@ class CAMModel(nn.Module):
 
     method = "cam"
 
-    def __init__(self, backbone: Backbone, num_classes: int, *, arch: str = "custom", hidden: int | None = None,
-                 min_input_size: int = 32, init: str = "xavier"):
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        *,
+        arch: str = "custom",
+        hidden: int | None = None,
+        min_input_size: int = 32,
+        init: str = "xavier",
+    ):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -98,8 +106,9 @@ class CAMModel(nn.Module):
         return BASOutput(logits=logits, fg_logits=logits, fg_map=fg_map, feature_map=cams)
 
 
-def build_cam_model(arch: str, num_classes: int, *, pretrained: bool | str | Path = False,
-                    hidden: int | None = None) -> CAMModel:
+def build_cam_model(
+    arch: str, num_classes: int, *, pretrained: bool | str | Path = False, hidden: int | None = None
+) -> CAMModel:
     """Build the CAM baseline over a registered backbone split.
 
     Args:
@@ -111,8 +120,14 @@ def build_cam_model(arch: str, num_classes: int, *, pretrained: bool | str | Pat
             conv3x3 + ReLU before the GAP (wsolevaluation's ``conv6`` for VGG16 / InceptionV3).
     """
     spec = get_spec(arch)
-    model = CAMModel(spec.build_backbone(), num_classes, arch=arch, hidden=hidden,
-                     min_input_size=spec.min_input_size, init=spec.init)
+    model = CAMModel(
+        spec.build_backbone(),
+        num_classes,
+        arch=arch,
+        hidden=hidden,
+        min_input_size=spec.min_input_size,
+        init=spec.init,
+    )
     if pretrained:
         from bas.checkpoints import load_imagenet_weights
 

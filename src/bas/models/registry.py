@@ -37,18 +37,53 @@ def register(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-register(ModelSpec("vgg16", backbones.vgg16_split, True, init="normal", torchvision_name="vgg16",
-                   description="VGG16, mid = conv4_3 (512 ch), head = pool4 + conv5_x"))
-register(ModelSpec("resnet50", partial(backbones.resnet_split, "resnet50"), True, torchvision_name="resnet50",
-                   description="ResNet50, mid = layer3 stride 1 (1024 ch), head = maxpool + layer4 stride 1"))
-register(ModelSpec("mobilenet_v1", backbones.mobilenet_v1_split, True,
-                   description="MobileNetV1 with ReLU, mid = block 12 (512 ch), head = blocks 13-14"))
-register(ModelSpec("inception_v3", backbones.inception_v3_split, True, min_input_size=64,
-                   torchvision_name="inception_v3",
-                   description="InceptionV3, mid = Mixed_6e (768 ch), head = Mixed_7a-7c"))
+register(
+    ModelSpec(
+        "vgg16",
+        backbones.vgg16_split,
+        True,
+        init="normal",
+        torchvision_name="vgg16",
+        description="VGG16, mid = conv4_3 (512 ch), head = pool4 + conv5_x",
+    )
+)
+register(
+    ModelSpec(
+        "resnet50",
+        partial(backbones.resnet_split, "resnet50"),
+        True,
+        torchvision_name="resnet50",
+        description="ResNet50, mid = layer3 stride 1 (1024 ch), head = maxpool + layer4 stride 1",
+    )
+)
+register(
+    ModelSpec(
+        "mobilenet_v1",
+        backbones.mobilenet_v1_split,
+        True,
+        description="MobileNetV1 with ReLU, mid = block 12 (512 ch), head = blocks 13-14",
+    )
+)
+register(
+    ModelSpec(
+        "inception_v3",
+        backbones.inception_v3_split,
+        True,
+        min_input_size=64,
+        torchvision_name="inception_v3",
+        description="InceptionV3, mid = Mixed_6e (768 ch), head = Mixed_7a-7c",
+    )
+)
 for _name in ("resnet18", "resnet34", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2"):
-    register(ModelSpec(_name, partial(backbones.resnet_split, _name), False, torchvision_name=_name,
-                       description=f"torchvision {_name}, generic ResNet split (layer3 / layer4 stride 1)"))
+    register(
+        ModelSpec(
+            _name,
+            partial(backbones.resnet_split, _name),
+            False,
+            torchvision_name=_name,
+            description=f"torchvision {_name}, generic ResNet split (layer3 / layer4 stride 1)",
+        )
+    )
 
 
 def list_models(paper_only: bool = False) -> list[str]:
@@ -63,8 +98,14 @@ def get_spec(arch: str) -> ModelSpec:
         raise ValueError(f"unknown arch {arch!r}; valid names: {', '.join(list_models())}") from None
 
 
-def build_model(arch: str, num_classes: int, *, variant: str = "ijcv2023",
-                pretrained: bool | str | Path = False, hidden: int = 1024) -> BASModel:
+def build_model(
+    arch: str,
+    num_classes: int,
+    *,
+    variant: str = "ijcv2023",
+    pretrained: bool | str | Path = False,
+    hidden: int = 1024,
+) -> BASModel:
     """Build a BAS model.
 
     Args:
@@ -79,8 +120,15 @@ def build_model(arch: str, num_classes: int, *, variant: str = "ijcv2023",
     spec = get_spec(arch)
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
-    model = BASModel(spec.build_backbone(), num_classes, arch=arch, variant=variant, hidden=hidden,
-                     min_input_size=spec.min_input_size, init=spec.init)
+    model = BASModel(
+        spec.build_backbone(),
+        num_classes,
+        arch=arch,
+        variant=variant,
+        hidden=hidden,
+        min_input_size=spec.min_input_size,
+        init=spec.init,
+    )
     if pretrained:
         from bas.checkpoints import load_imagenet_weights
 
