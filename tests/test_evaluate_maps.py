@@ -178,7 +178,7 @@ def test_evaluate_score_maps_boxes(box_dataset):
         box_dataset / "maps", box_dataset / "metadata/CUB/test", "CUB", interval=0.01, num_workers=1
     )
     assert result["num_images"] == 3
-    assert result["MaxBoxAcc"] == pytest.approx({30: 200 / 3, 50: 200 / 3, 70: 100 / 3})
+    assert result["MaxBoxAcc"] == pytest.approx({0.3: 200 / 3, 0.5: 200 / 3, 0.7: 100 / 3})
     assert result["MaxBoxAccV2"] == pytest.approx(500 / 9)
 
 
@@ -191,7 +191,7 @@ def test_cli_end_to_end_with_the_metadata_root(box_dataset, capsys):
     printed = capsys.readouterr().out
     assert "MaxBoxAccV2: 55.56" in printed
     result = json.loads(out.read_text())
-    assert result["MaxBoxAcc"] == pytest.approx({"30": 200 / 3, "50": 200 / 3, "70": 100 / 3})
+    assert result["MaxBoxAcc"] == pytest.approx({"0.3": 200 / 3, "0.5": 200 / 3, "0.7": 100 / 3})
     assert result["split"] == "test" and result["multi_contour"] is True and "curve" not in result
     rows = list(csv.reader(curve.open()))
     assert rows[0] == ["threshold", "iou30", "iou50", "iou70"] and len(rows) == 101
@@ -248,7 +248,7 @@ def test_sizes_from_the_images_when_image_sizes_is_empty(box_dataset):
         (images / image_id).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(images / image_id), np.zeros((448, 448, 3), dtype=np.uint8))
     result = evaluate_score_maps(box_dataset / "maps", meta, "CUB", interval=0.1, image_root=images)
-    assert result["MaxBoxAcc"][70] == pytest.approx(100 / 3)
+    assert result["MaxBoxAcc"][0.7] == pytest.approx(100 / 3)
 
 
 @pytest.fixture

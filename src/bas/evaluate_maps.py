@@ -33,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from bas.data.metadata import WSOLMetadata, load_metadata
 from bas.errors import ConfigError, DataError
 from bas.io import atomic_open
-from bas.metrics import BoxEvaluator, MaskEvaluator
+from bas.metrics import BoxEvaluator, MaskEvaluator, iou_percent
 
 __all__ = [
     "DATASETS",
@@ -149,7 +149,7 @@ def evaluate_score_maps(
     mask_root: str | Path | None = None,
     interval: float = 0.001,
     multi_contour: bool = False,
-    iou_thresholds: Sequence[int] = (30, 50, 70),
+    iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7),
     image_root: str | Path | None = None,
     num_workers: int | None = None,
 ) -> dict[str, Any]:
@@ -163,7 +163,7 @@ def evaluate_score_maps(
         interval: score-threshold step (0.001 in the paper tables).
         multi_contour: box of every contour (MaxBoxAccV2 protocol) instead of the largest one
             (wsolevaluation's default).
-        iou_thresholds: IoU thresholds in percent.
+        iou_thresholds: IoU thresholds, fractions (percentages are deprecated).
         image_root: where to read image sizes missing from ``image_sizes.txt`` (boxes only).
         num_workers: processes for the box evaluation (None: every available core).
 
@@ -227,7 +227,7 @@ def write_curve_csv(path: str | Path, result: dict[str, Any]) -> None:
         raise ValueError("the result holds no curve")
     thresholds = np.asarray(curve["thresholds"])
     if "accuracy" in curve:
-        names = [f"iou{d}" for d in curve["accuracy"]]
+        names = [f"iou{iou_percent(d)}" for d in curve["accuracy"]]
         columns = [np.asarray(v) for v in curve["accuracy"].values()]
     else:
         names = ["precision", "recall", "iou"]

@@ -15,6 +15,7 @@ from typing import Any
 from bas.errors import ConfigError, DataError
 from bas.evaluate_maps import DATASETS, evaluate_score_maps, write_curve_csv
 from bas.io import write_json
+from bas.metrics import iou_percent
 
 
 def add_parser(subparsers: Any) -> None:
@@ -32,7 +33,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--image-root", help="CUB/ILSVRC: read image sizes missing from image_sizes.txt here")
     parser.add_argument("--interval", type=float, default=0.001, help="score-threshold step (default 0.001)")
     parser.add_argument("--multi-contour", action="store_true", help="boxes of all contours, best IoU counts")
-    parser.add_argument("--iou", type=int, nargs="+", default=[30, 50, 70], help="IoU thresholds in percent")
+    parser.add_argument(
+        "--iou", type=float, nargs="+", default=[0.3, 0.5, 0.7], help="IoU thresholds as fractions"
+    )
     parser.add_argument("--output", help="write the results to this JSON file")
     parser.add_argument("--curve", help="write the accuracy (or precision-recall) curve to this CSV file")
     parser.add_argument("--workers", type=int, help="processes for the box evaluation (default: all cores)")
@@ -63,7 +66,7 @@ def format_result(result: dict[str, Any]) -> str:
         lines[0] += ", multi-contour" if result["multi_contour"] else ", largest contour"
         for iou, acc in result["MaxBoxAcc"].items():
             lines.append(
-                f"MaxBoxAcc@IoU{iou}: {acc:.2f}  (score threshold {result['best_threshold'][iou]:.3f})"
+                f"MaxBoxAcc@IoU{iou_percent(iou)}: {acc:.2f}  (score threshold {result['best_threshold'][iou]:.3f})"
             )
         lines.append(f"MaxBoxAccV2: {result['MaxBoxAccV2']:.2f}")
     else:

@@ -88,14 +88,14 @@ class Evaluator:
     Args:
         num_classes: K.
         threshold: fixed threshold of the paper metrics (on the normalised map).
-        iou_thresholds: IoU thresholds (percent) of MaxBoxAcc.
+        iou_thresholds: IoU thresholds (fractions) of MaxBoxAcc.
         interval: threshold step of MaxBoxAcc and of the paper-metric curve.
         multi_contour: MaxBoxAccV2 convention for MaxBoxAcc.
     """
 
     num_classes: int
     threshold: float = 0.1
-    iou_thresholds: tuple[int, ...] = (30, 50, 70)
+    iou_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
     interval: float = 0.01
     multi_contour: bool = True
     curve_interval: float = 0.01
@@ -107,7 +107,7 @@ class Evaluator:
     _has_boxes: bool = False
 
     def __post_init__(self) -> None:
-        self.iou_thresholds = tuple(int(t) for t in self.iou_thresholds)
+        self.iou_thresholds = metrics.iou_fractions(self.iou_thresholds)
         self.curve_thresholds = metrics.threshold_grid(self.curve_interval)
         self.box_evaluator = metrics.BoxEvaluator(
             iou_thresholds=self.iou_thresholds, interval=self.interval, multi_contour=self.multi_contour
@@ -217,7 +217,7 @@ def evaluate(
     num_classes: int,
     top_k: int,
     threshold: float,
-    iou_thresholds=(30, 50, 70),
+    iou_thresholds=(0.3, 0.5, 0.7),
     interval: float = 0.01,
     multi_contour: bool = True,
     device: torch.device | str = "cpu",
@@ -402,7 +402,10 @@ def write_evaluation(
             [
                 {
                     "threshold": round(float(t), 6),
-                    **{f"box_acc_{d}": float(acc[i]) for d, acc in box["accuracy"].items()},
+                    **{
+                        f"box_acc_{metrics.iou_percent(d)}": float(acc[i])
+                        for d, acc in box["accuracy"].items()
+                    },
                 }
                 for i, t in enumerate(box["thresholds"])
             ],
@@ -416,7 +419,7 @@ def write_evaluation(
         save_curve(
             out_dir / "maxboxacc_curve.png",
             box["thresholds"],
-            {f"IoU {d}": acc for d, acc in box["accuracy"].items()},
+            {f"IoU {metrics.iou_percent(d)}": acc for d, acc in box["accuracy"].items()},
             ylabel="box accuracy (%)",
             title="box accuracy vs threshold",
         )
