@@ -263,6 +263,7 @@ def test_box_evaluator_close_stops_the_pool():
     assert evaluator._pool is None
 
 
+@pytest.mark.slow
 def test_box_evaluator_pool_after_opencv_started_its_threads():
     """Workers forked from a process whose OpenCV thread pool runs must not wait on it forever."""
     import os

@@ -172,6 +172,7 @@ def test_precision_and_memory_format_on_cpu(data_root, tmp_path, monkeypatch, ov
     assert ("scale" in state["scaler"]) == (dtype == torch.float16)  # gradient scaling for fp16 only
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_matches_the_full_batch(data_root, tmp_path):
     """accum_steps=2 (two micro-batches of 2) ends with the weights of batch 4 in one go (no BatchNorm: VGG16)."""
     runs = {}
