@@ -1,14 +1,16 @@
 """Tests of bas.checkpoints and ``bas convert``.
 
-Every released checkpoint family of ``checkpoint_keys.json`` is rebuilt with random values of the
-exact keys and shapes, saved as the authors did, and loaded without hints. The expected placement
-of each tensor comes from BAS.md §2 / §8 (``expected_name``), not from the code under test.
+Every released checkpoint family of ``fixtures/checkpoint_keys.json.gz`` is rebuilt with random
+values of the exact keys and shapes, saved as the authors did, and loaded without hints. The
+expected placement of each tensor comes from docs/method.md §2 / §8 (``expected_name``), not from
+the code under test.
 Small models (MobileNetV1 with a 16-channel classifier) serve the format, error and CLI tests.
 """
 
 from __future__ import annotations
 
 import ast
+import gzip
 import json
 import math
 import os
@@ -41,7 +43,7 @@ from bas.errors import CheckpointError
 from bas.models.registry import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = json.loads((ROOT.parent / "shared" / "reference" / "checkpoint_keys.json").read_text())
+KEYS = json.loads(gzip.decompress((ROOT / "tests" / "fixtures" / "checkpoint_keys.json.gz").read_bytes()))
 FAMILIES = [(release, name) for release in ("cvpr2022", "ijcv2023") for name in KEYS[release]]
 ARCH = {"vgg": "vgg16", "resnet": "resnet50", "mobilenet": "mobilenet_v1", "inception": "inception_v3"}
 HEAD = {
