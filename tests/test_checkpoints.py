@@ -51,9 +51,9 @@ HEAD = {
     "resnet": ("layer4.",),
     "mobilenet": ("model.12.", "model.13."),
     "inception": ("Mixed_7",),
-}  # BAS.md §2: the layers after the 28x28 map
+}  # docs/method.md §2: the layers after the 28x28 map
 IJCV_THRESHOLD = 0.37
-# BAS.md §4 inference defaults (threshold, top_k) of files that carry none.
+# docs/method.md §4 inference defaults (threshold, top_k) of files that carry none.
 PAPER_DEFAULTS = {
     ("cvpr2022", "CUB/vgg"): (0.15, 80),
     ("cvpr2022", "CUB/resnet"): (0.15, 200),
@@ -92,7 +92,7 @@ def random_tensor(shape: list[int], pool: torch.Tensor, gen: torch.Generator) ->
 
 
 def expected_name(family: str, key: str) -> str | None:
-    """Our parameter for an authors' key (BAS.md §2, §8); None for the ILSVRC duplicates."""
+    """Our parameter for an authors' key (docs/method.md §2, §8); None for the ILSVRC duplicates."""
     first, rest = key.split(".", 1)
     if "_copy" in first or first == "erase_branch":
         return None

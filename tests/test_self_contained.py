@@ -50,7 +50,7 @@ def test_nothing_refers_outside_the_repository():
 
 
 def test_the_scan_finds_a_re_added_reference(tmp_path):
-    for line in ("see BAS" + ".md §4", "json.load(open('../shared/reference/keys.json'))"):
+    for line in ("see BAS" + ".md §4", "json.load(open('../shared/" + "reference/keys.json'))"):
         path = tmp_path / "src" / "bad.py"
         path.parent.mkdir(exist_ok=True)
         path.write_text(f"x = 1\n# {line}\n")
