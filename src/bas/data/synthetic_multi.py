@@ -112,6 +112,17 @@ VOC_SUBDIR = "VOCdevkit/VOC2012"
 _META_FILE = "synthetic.json"
 _MAX_OCCLUSION = 0.4  # largest share of an earlier object's visible pixels a later one may cover
 _PLACEMENT_TRIES = 12
+_INTEGER_RANGES = {  # parameter: (lowest, highest or None)
+    "num_classes": (1, 254),
+    "train_images": (1, None),
+    "val_images": (0, None),
+    "test_images": (0, None),
+    "image_size": (64, None),
+    "seed": (0, None),
+    "max_objects": (1, 8),
+    "ignore_width": (0, 8),
+    "jpeg_quality": (1, 100),
+}
 
 
 @dataclass(frozen=True)
@@ -133,30 +144,14 @@ class MultiLabelSpec:
         def bad(msg: str) -> BASError:
             return BASError(f"synthetic segmentation dataset: {msg}")
 
-        ints = ("num_classes", "train_images", "val_images", "test_images", "image_size", "seed")
-        for name in (*ints, "max_objects", "ignore_width", "jpeg_quality"):
+        for name, (lo, hi) in _INTEGER_RANGES.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise bad(f"{name} must be an integer, got {value!r}")
-        if not 1 <= self.num_classes <= 254:
-            raise bad(f"num_classes must be in 1..254, got {self.num_classes}")
-        for split in SPLITS:
-            if getattr(self, f"{split}_images") < 0:
-                raise bad(f"images_per_split[{split!r}] must be >= 0, got {getattr(self, f'{split}_images')}")
-        if self.train_images < 1:
-            raise bad("the train split needs at least one image")
-        if self.image_size < 64:
-            raise bad(f"image_size must be >= 64, got {self.image_size}")
-        if self.seed < 0:
-            raise bad(f"seed must be >= 0, got {self.seed}")
-        if not 1 <= self.max_objects <= 8:
-            raise bad(f"max_objects must be in 1..8, got {self.max_objects}")
+            if value < lo or (hi is not None and value > hi):
+                raise bad(f"{name} must be {f'in {lo}..{hi}' if hi is not None else f'>= {lo}'}, got {value}")
         if not 0.0 <= self.body_reliability <= 1.0:
             raise bad(f"body_reliability must be in [0, 1], got {self.body_reliability}")
-        if not 0 <= self.ignore_width <= 8:
-            raise bad(f"ignore_width must be in 0..8, got {self.ignore_width}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise bad(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
 
     @property
     def num_images(self) -> int:
