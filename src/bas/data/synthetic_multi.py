@@ -15,8 +15,9 @@ What an image contains
 * **1 to max_objects objects** (uniform count), each of a uniformly drawn class, so an image
   often holds two objects of one class and the tags of several. Each object's tight box covers
   a log-uniform 3%-30% of the image (:data:`OBJECT_BOX_AREA_RANGE`); objects are drawn from the
-  largest to the smallest, so smaller ones may overlap (occlude) larger ones, but never hide
-  more than 40% of an earlier object nor touch its part. All objects stay inside the image.
+  largest to the smallest, so smaller ones may overlap (occlude) larger ones, but all the later
+  ones together never hide more than 40% of an object, nor touch its part. All objects stay
+  inside the image (an object that finds no such place is left out).
 * **Bodies and parts as in the WSOL set**: the body wears its class's stripe texture, or with
   probability ``1 - body_reliability`` that of another class; the part (a disc of the class hue
   with the class symbol, 3%-8% of the object, at least ``image_size / 40`` px in radius) is
@@ -110,7 +111,7 @@ SPLITS = ("train", "val", "test")
 VOC_SUBDIR = "VOCdevkit/VOC2012"
 
 _META_FILE = "synthetic.json"
-_MAX_OCCLUSION = 0.4  # largest share of an earlier object's visible pixels a later one may cover
+_MAX_OCCLUSION = 0.4  # largest share of an object that the objects drawn after it may cover
 _PLACEMENT_TRIES = 12
 _INTEGER_RANGES = {  # parameter: (lowest, highest or None)
     "num_classes": (1, 254),
@@ -179,7 +180,11 @@ class SyntheticObject:
     body_label: int
     box: tuple[int, int, int, int]  # visible pixels, (xmin, ymin, xmax, ymax), 1-based inclusive
     part_box: tuple[int, int, int, int]
-    occluded: bool
+    visible_fraction: float  # of the object's pixels, the share not covered by later objects
+
+    @property
+    def occluded(self) -> bool:
+        return self.visible_fraction < 1.0
 
 
 @dataclass
@@ -232,7 +237,6 @@ def _union(shapes: Sequence[_Shape], xs: np.ndarray, ys: np.ndarray) -> np.ndarr
 
 @dataclass
 class _Placed:
-    body: _Shape
     mask: np.ndarray  # all of the object's pixels, before later objects cover some
     part: np.ndarray
     part_geometry: tuple[float, float, float]  # centre x, centre y, radius
@@ -255,8 +259,10 @@ def _place_objects(
         for _attempt in range(_PLACEMENT_TRIES):
             shapes = _fit_shapes(shapes, float(target), rng, size)
             mask = _union(shapes, xs, ys)
-            hidden = [(mask & v).sum() <= _MAX_OCCLUSION * v.sum() for v in visible]
-            if all(hidden) and not (mask & protected).any():
+            still_seen = [
+                (v & ~mask).sum() >= (1.0 - _MAX_OCCLUSION) * p.mask.sum() for v, p in zip(visible, placed)
+            ]
+            if all(still_seen) and not (mask & protected).any():
                 break
         else:
             continue  # no room for this one
@@ -264,7 +270,7 @@ def _place_objects(
         area = max(int(mask.sum()), round(min_part_area / PART_AREA_RANGE[0]))
         part, pcx, pcy, pr = _place_part(rng, shapes[0], area, xs, ys)
         protected |= _dilate(part, 2)
-        placed.append(_Placed(shapes[0], mask, part, (pcx, pcy, pr)))
+        placed.append(_Placed(mask, part, (pcx, pcy, pr)))
     return placed
 
 
@@ -367,7 +373,7 @@ def render_multilabel_sample(
                 body_label=body_label,
                 box=_voc_box(visible),
                 part_box=_voc_box(part),
-                occluded=bool(visible.sum() < mask.sum()),
+                visible_fraction=float(visible.sum() / mask.sum()),
             )
         )
 

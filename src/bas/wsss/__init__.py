@@ -1,6 +1,7 @@
-"""Weakly supervised semantic segmentation (WSSS): label masks, seeds and their evaluation.
+"""Weakly supervised semantic segmentation (WSSS).
 
-See ``docs/segmentation.md`` for the method and for what exists so far.
+So far: label masks as VOC palette PNGs. ``docs/segmentation.md`` describes the method and what
+exists; the segmentation metrics are in :mod:`bas.metrics`.
 """
 
 from bas.wsss.masks import (
