@@ -1,4 +1,5 @@
-"""Figures that need a model and a dataset: the qualitative grid of ``bas demo`` / ``bas evaluate --save-vis``."""
+"""Figures of an evaluation: the threshold curves and the qualitative grid of ``bas demo`` /
+``bas evaluate --save-vis``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,33 @@ import torch
 
 from bas.data import collate, denormalize
 from bas.localization import localization_maps, maps_to_boxes
-from bas.visualize import save_grid
+from bas.visualize import save_curve, save_grid
+
+
+def save_threshold_curves(
+    out_dir: str | Path, paper: dict[str, np.ndarray], box: dict[str, object], threshold: float
+) -> tuple[Path, Path]:
+    """``curve.png`` (GT-known / Top-1 Loc at IoU >= 0.5 against the map threshold) and
+    ``maxboxacc_curve.png`` (box accuracy at each IoU level), each with its maxima marked and a
+    vertical line at the threshold the paper metrics used."""
+    out_dir = Path(out_dir)
+    chosen = {f"threshold used ({threshold:.2f})": float(threshold)}
+    first = save_curve(
+        out_dir / "curve.png",
+        paper["threshold"],
+        {"GT-known Loc": paper["gt_known_loc"], "Top-1 Loc": paper["top1_loc"]},
+        title="paper metrics (IoU >= 0.5) vs threshold",
+        chosen=chosen,
+    )
+    second = save_curve(
+        out_dir / "maxboxacc_curve.png",
+        box["thresholds"],
+        {f"IoU >= {d / 100:.2f}": acc for d, acc in box["accuracy"].items()},
+        ylabel="box accuracy (%)",
+        title="box accuracy vs threshold (MaxBoxAcc at the maxima)",
+        chosen=chosen,
+    )
+    return first, second
 
 
 @torch.no_grad()
