@@ -422,7 +422,9 @@ def test_evaluate_save_maps_then_evaluate_maps_give_the_same_numbers(
     data, checkpoint = tiny_model_and_data
     saved, out = tmp_path / "saved", tmp_path / "eval"
     extra = [] if multi_contour else ["--set", "eval.multi_contour=false"]
-    assert main(evaluate_args(data, checkpoint, out, "--save-maps", str(saved), *extra)) == 0
+    assert (
+        main(evaluate_args(data, checkpoint, out, "--save-maps", str(saved), "--save-vis", "2", *extra)) == 0
+    )
     printed = capsys.readouterr().out
     assert "note: --save-maps" in printed and "48x48, no crop" in printed  # the switch is stated
     # the standard layout: one map per image id, of the model's input size, and the metadata
@@ -432,6 +434,13 @@ def test_evaluate_save_maps_then_evaluate_maps_give_the_same_numbers(
         assert (saved / "metadata" / name).is_file()
     assert all(np.load(saved / f"{i}.npy").shape == (48, 48) for i in ids)
     evaluated = json.loads((out / "metrics.json").read_text())
+    from PIL import Image
+
+    overlays = sorted((out / "vis").rglob("*.png"))
+    assert len(overlays) == 2  # the --save-vis images, at the photo's 64x64, not the 48x48 input
+    for path in overlays:
+        with Image.open(path) as im:
+            assert im.size == (64, 64)
 
     result_file = tmp_path / "maps.json"
     args = ["evaluate-maps", "--maps", str(saved), "--interval", "0.05", "--output", str(result_file)]

@@ -423,7 +423,9 @@ def write_evaluation(
     save_vis: int = 0,
     device: str = "cpu",
 ) -> Path:
-    """metrics.json, per_class.csv/png, curve.csv/png, maxboxacc_curve.csv/png and an optional qualitative grid."""
+    """metrics.json, per_class.csv/png, curve.csv/png, maxboxacc_curve.csv/png and, with ``save_vis``,
+    a qualitative grid (qualitative.png) and those images' overlays at their own resolution
+    (``vis/<image_id>.png``)."""
     from bas.engine.figures import save_threshold_curves
     from bas.io import write_json
     from bas.visualize import save_bars
@@ -477,6 +479,9 @@ def write_evaluation(
             threshold=report.result["threshold"],
             device=device,
             class_names=report.class_names,
+            overlays=out_dir / "vis" if hasattr(report.dataset, "records") else None,
+            crop=cfg["data"]["test_mode"] == "crop",
+            resize_size=cfg["data"]["resize_size"],
         )
     return out_dir
 

@@ -10,7 +10,7 @@ import torch
 
 from bas.data import collate, denormalize
 from bas.localization import localization_maps, maps_to_boxes
-from bas.visualize import save_curve, save_grid
+from bas.visualize import save_curve, save_grid, save_overlay
 
 
 def save_threshold_curves(
@@ -51,9 +51,18 @@ def save_qualitative_grid(
     device: str | torch.device = "cpu",
     class_names: list[str] | None = None,
     columns: int = 4,
+    overlays: str | Path | None = None,
+    crop: bool = True,
+    resize_size: int | None = None,
 ) -> Path:
     """Image with ground-truth (green) and predicted (red) boxes, and the heatmap overlay, for ``n`` images
-    spread evenly over ``dataset``."""
+    spread evenly over ``dataset``.
+
+    With ``overlays`` (a folder), each of these images is also written as
+    ``<overlays>/<image_id>.png`` at its original resolution, the map carried back the way
+    :class:`bas.predict.Localizer` does (``crop``: the test transform was Resize ``resize_size`` +
+    CenterCrop), its box computed there.
+    """
     n = max(1, min(n, len(dataset)))
     indices = np.linspace(0, len(dataset) - 1, n).round().astype(int)
     batch = collate([dataset[int(i)] for i in indices])
@@ -67,6 +76,8 @@ def save_qualitative_grid(
     for label, pred in zip(batch["label"].tolist(), preds):
         name = class_names[pred] if class_names and pred < len(class_names) else str(pred)
         titles.append(f"{'ok' if pred == label else 'wrong'}: {name}"[:28])
+    if overlays is not None:
+        _save_original_overlays(overlays, dataset, indices, maps, titles, threshold, crop, resize_size)
     pictures = [denormalize(img).clamp(0, 1) for img in batch["image"]]
     return save_grid(
         path,
@@ -77,3 +88,25 @@ def save_qualitative_grid(
         titles=titles,
         columns=columns,
     )
+
+
+def _save_original_overlays(
+    folder: str | Path,
+    dataset,
+    indices: np.ndarray,
+    maps: torch.Tensor,
+    titles: list[str],
+    threshold: float,
+    crop: bool,
+    resize_size: int | None,
+) -> None:
+    from bas.io import path_inside
+    from bas.predict import map_to_original
+
+    for index, crop_map, title in zip(indices.tolist(), maps, titles):
+        image, _, _ = dataset.load(index)
+        record = dataset.records[index]
+        full = map_to_original(crop_map, image.size, crop=crop, resize_size=resize_size).numpy()
+        box = maps_to_boxes(full[None], threshold)[0]
+        path = path_inside(folder, record.image_id, ".png")
+        save_overlay(path, image, full, pred_boxes=[box], gt_boxes=record.boxes, pred_label=title)
