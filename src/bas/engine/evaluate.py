@@ -354,6 +354,8 @@ def evaluate_split(
             evaluator.set_classification(*ten_crop_classification(model, cfg, name, device, progress))
         return dataset, evaluator
 
+    if save_maps is not None and cfg["data"]["test_mode"] != "resize":
+        raise ConfigError("saved maps follow the standard protocol: evaluate with data.test_mode=resize")
     threshold = float(ev["threshold"])
     selection: dict[str, Any] = {}
     if select_on:
