@@ -524,3 +524,17 @@ def test_curves_mark_the_chosen_threshold(tmp_path):
     with Image.open(plain) as a, Image.open(marked) as b:
         assert a.size == b.size
         assert np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).sum() > 0
+
+
+def test_write_metadata_reads_back_exactly(tmp_path):
+    from bas.evaluate_maps import write_metadata
+
+    boxes = np.array([[60, 27.3, 385, 331], [1.5, 2, 3, 4]], dtype=np.float32)
+    entries = [("a,b/x.jpg", 3, (500, 335), boxes), ("c/y.jpg", 0, (10, 20), np.array([[0, 0, 9, 19]]))]
+    write_metadata(tmp_path / "meta", entries)
+    meta = load_metadata(tmp_path / "meta")
+    assert meta.image_ids == ["a,b/x.jpg", "c/y.jpg"] and meta.labels == {"a,b/x.jpg": 3, "c/y.jpg": 0}
+    assert meta.sizes == {"a,b/x.jpg": (500, 335), "c/y.jpg": (10, 20)}
+    np.testing.assert_array_equal(meta.boxes["a,b/x.jpg"], boxes.astype(np.float64))
+    with pytest.raises(DataError, match="line break"):
+        write_metadata(tmp_path / "bad", [("x\ny.jpg", 0, (1, 1), np.zeros((1, 4)))])

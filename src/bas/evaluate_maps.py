@@ -106,7 +106,9 @@ def write_score_maps(maps_root: str | Path, image_ids: Sequence[str], maps: np.n
 
 
 def _number(value: float) -> str:
-    return f"{float(value):.10g}"
+    """Shortest text that reads back as the same float64 (``60`` for whole numbers)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def write_metadata(
@@ -125,8 +127,10 @@ def write_metadata(
     ids = [e[0] for e in entries]
     for image_id in ids:
         path_inside(folder, image_id)  # the same ids name the maps
-        if "," in image_id or "\n" in image_id:
-            raise DataError(f"image id {image_id!r} cannot be written to the metadata (comma or newline)")
+        if image_id != image_id.strip() or "\n" in image_id or "\r" in image_id:
+            raise DataError(
+                f"image id {image_id!r} cannot be written to the metadata (white space at an end, or a line break)"
+            )
     write_text(folder / "image_ids.txt", "".join(f"{i}\n" for i in ids))
     write_text(folder / "class_labels.txt", "".join(f"{i},{int(label)}\n" for i, label, _, _ in entries))
     write_text(folder / "image_sizes.txt", "".join(f"{i},{int(w)},{int(h)}\n" for i, _, (w, h), _ in entries))
