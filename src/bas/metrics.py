@@ -503,13 +503,7 @@ class BoxEvaluator:
             gt_boxes: B arrays (M_i, 4) of ``[x0, y0, x1, y1]`` boxes in map coordinates
                 (inclusive corners), M_i >= 1.
         """
-        maps_u8 = quantize_maps(maps)
-        if len(gt_boxes) != len(maps_u8):
-            raise ValueError(f"{len(maps_u8)} maps but {len(gt_boxes)} ground-truth box lists")
-        boxes = [_as_boxes(g, "ground-truth boxes") for g in gt_boxes]
-        for i, g in enumerate(boxes):
-            if len(g) == 0:
-                raise ValueError(f"map {i} of the batch has no ground-truth box")
+        maps_u8, boxes = self._checked(maps, gt_boxes)
         if self.num_workers == 1 or not self._can_fork():
             self._hits += _count_box_hits(maps_u8, boxes, *self._work_args())
             self._count += len(maps_u8)
@@ -518,6 +512,28 @@ class BoxEvaluator:
         self._queued_boxes.extend(boxes)
         if len(self._queued_boxes) >= _CHUNK_MAPS:
             self._submit(final=False)
+
+    @staticmethod
+    def _checked(maps: Any, gt_boxes: Sequence[Any]) -> tuple[np.ndarray, list[np.ndarray]]:
+        maps_u8 = quantize_maps(maps)
+        if len(gt_boxes) != len(maps_u8):
+            raise ValueError(f"{len(maps_u8)} maps but {len(gt_boxes)} ground-truth box lists")
+        boxes = [_as_boxes(g, "ground-truth boxes") for g in gt_boxes]
+        for i, g in enumerate(boxes):
+            if len(g) == 0:
+                raise ValueError(f"map {i} of the batch has no ground-truth box")
+        return maps_u8, boxes
+
+    def hits(self, maps: Any, gt_boxes: Sequence[Any]) -> np.ndarray:
+        """Whether each map of a batch is correct, bool ``(B, n_iou, n_thresholds)``, by the rules
+        of :meth:`accumulate`, in this process; nothing is accumulated."""
+        maps_u8, boxes = self._checked(maps, gt_boxes)
+        thresholds, fractions, multi_contour = self._work_args()
+        out = np.zeros((len(boxes), len(fractions), len(thresholds)), dtype=bool)
+        for i, (u8, gt) in enumerate(zip(maps_u8, boxes)):
+            best = _map_best_ious(u8, gt, thresholds, float(fractions.min()), multi_contour)
+            out[i] = best[None, :] >= fractions[:, None]
+        return out
 
     def _work_args(self) -> tuple:
         return (self.thresholds, self._iou_fractions, self.multi_contour)
