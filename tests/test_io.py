@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
@@ -206,6 +207,30 @@ def test_json_has_no_nan_and_flags_the_keys():
     assert json.loads(to_json([float("nan")])) == [None]
     with pytest.raises(TypeError):
         to_json({"a": object()})
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=100, deadline=1000)
+@given(data=st.dictionaries(st.text(max_size=4), JSON_VALUES, max_size=4))
+def test_to_json_is_always_strict_json(data):
+    def refuse(name):
+        raise AssertionError(f"{name} in the JSON")
+
+    def nonfinite(value):
+        if isinstance(value, float):
+            return 0 if math.isfinite(value) else 1
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+        return sum(nonfinite(v) for v in items)
+
+    assume("nonfinite" not in data)
+    back = json.loads(to_json(data), parse_constant=refuse)
+    assert len(back.pop("nonfinite", [])) == nonfinite(data)  # one entry per value made null
 
 
 def test_write_json_is_strict(tmp_path):

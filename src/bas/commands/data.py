@@ -119,7 +119,7 @@ def run_check(args: argparse.Namespace) -> int:
             print(f"split {split}: cannot be built")
             continue
         problems.extend(str(p) for p in collected)
-        with tqdm(total=len(ds), desc=f"check {split}", unit="img", leave=False) as bar:
+        with tqdm(total=len(ds), desc=f"check {split}", unit="img", leave=False, disable=None) as bar:
             problems.extend(str(p) for p in check_dataset(ds, progress=lambda n: bar.update(n - bar.n)))
         print("\n".join(_summary(split, ds)))
         if classes is None:
