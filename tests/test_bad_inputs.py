@@ -27,11 +27,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageFile
 
 import bas
 from bas.checkpoints import save_model
 from bas.cli import main
+from bas.engine.data import guarded_loader
+from bas.errors import DataError
 from bas.models import build_model
 
 SRC = Path(bas.__file__).resolve().parents[1]  # the package under test, for subprocesses
@@ -272,6 +275,33 @@ def test_bad_input(case, tmp_path, monkeypatch, capsys, checkpoint, dataset):
     assert snapshot(tmp_path) == before
 
 
+class BadSample(torch.utils.data.Dataset):
+    """Sample 2 of 4 has a malformed annotation."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> dict:
+        if index == 2:
+            raise DataError("box 5 3 1 1 is inverted", "labels.txt", 3)
+        return {
+            "image": torch.zeros(3, 2, 2),
+            "label": index,
+            "boxes": torch.zeros(0, 4),
+            "image_id": str(index),
+            "orig_size": (2, 2),
+        }
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_errors_arrive_as_themselves(workers):
+    loader = guarded_loader(BadSample(), batch_size=1, num_workers=workers)
+    with pytest.raises(DataError) as info:
+        list(loader)
+    assert str(info.value) == "labels.txt:3: box 5 3 1 1 is inverted"
+    assert (info.value.path, info.value.line) == ("labels.txt", 3)
+
+
 # ----------------------------------------------------------------------------- debug and bugs
 
 
@@ -400,7 +430,6 @@ def test_sigint_during_a_checkpoint_save(tmp_path):
     assert "Traceback" not in done.stderr and done.stderr.strip().splitlines()[-1] == "interrupted"
     run = tmp_path / "run"
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temporary file left
-    import torch
 
     state = torch.load(run / "last.ckpt", weights_only=True)  # the previous checkpoint, whole
     assert state["step"] == 1

@@ -137,7 +137,7 @@ def _atomic(path: Path, suffix: str) -> Iterator[str]:
             if tmp is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
-            if isinstance(exc, OSError) and (exc.filename is None or exc.filename == tmp):
+            if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, tmp):
                 exc.filename = str(path)  # name the file the user asked for, not the temporary one
             if note.interrupted and not isinstance(exc, KeyboardInterrupt):
                 raise KeyboardInterrupt from None  # whatever the writer made of the interrupt
