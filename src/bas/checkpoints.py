@@ -49,7 +49,7 @@ import torchvision
 from torch import nn
 
 from bas.errors import CheckpointError
-from bas.io import _json_default, atomic_open, atomic_path
+from bas.io import _json_default, atomic_open, atomic_path, to_json
 from bas.models.bas import VARIANTS, BASModel
 from bas.models.cam import CAMModel, build_cam_model
 from bas.models.registry import build_model, get_spec, list_models
@@ -187,7 +187,7 @@ def save_model(
         extra=extra,
     )
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
-    document = json.dumps(meta)  # carries the format name and version
+    document = to_json(meta)  # carries the format name and version
     with atomic_path(path) as tmp:
         safetensors.torch.save_file(tensors, str(tmp), metadata={METADATA_KEY: document})
     return meta
@@ -416,7 +416,10 @@ def _read_source(path: str | Path) -> _Source:
     """Read a checkpoint file (on the CPU) and tell its family."""
     if _is_safetensors(path):
         document = _safetensors_document(path)
-        tensors = safetensors.torch.load_file(str(path), device="cpu")
+        try:
+            tensors = safetensors.torch.load_file(str(path), device="cpu")
+        except safetensors.SafetensorError as exc:
+            raise CheckpointError(f"cannot read {path} as a safetensors file: {exc}") from None
         return _Source(tensors, "bas", document) if document is not None else _plain_source(tensors)
     obj = _torch_load(path)
     if _is_tensor_dict(obj):

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from bas._optional import require
-from bas.io import atomic_path
+from bas.io import atomic_path, to_json
 from bas.localization import localization_maps
 from bas.models.cam import CAMModel
 
@@ -137,7 +137,7 @@ def _export_onnx(
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
     entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    entry.key, entry.value = METADATA_KEY, to_json(metadata)
     onnx.save(proto, str(path))
 
 
@@ -148,7 +148,7 @@ def _export_torchscript(
         # TracerWarnings about the static shapes (class count, map size); torch.jit's deprecation notice
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(module, (example,), check_trace=False)
-        torch.jit.save(traced, str(path), _extra_files={TORCHSCRIPT_METADATA_FILE: json.dumps(metadata)})
+        torch.jit.save(traced, str(path), _extra_files={TORCHSCRIPT_METADATA_FILE: to_json(metadata)})
 
 
 def read_export_metadata(path: str | Path) -> dict[str, Any]:

@@ -33,8 +33,8 @@ from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from bas.data.datasets import open_rgb
 from bas.data.transforms import IMAGENET_MEAN, IMAGENET_STD, default_resize_size, test_transform
+from bas.io import read_image
 from bas.localization import localization_maps, maps_to_boxes, maps_to_masks, upsample_maps
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
@@ -128,7 +128,7 @@ def load_image(image: ImageInput) -> torch.Tensor:
         or type.
     """
     if isinstance(image, (str, os.PathLike)):
-        image = open_rgb(image)
+        image = read_image(image)
     if isinstance(image, Image.Image):
         return v2.functional.pil_to_tensor(image.convert("RGB"))
     if isinstance(image, np.ndarray):

@@ -45,7 +45,7 @@ from bas.engine.data import eval_loader, make_dataset_split, per_rank_batch_size
 from bas.engine.evaluate import autocast_context, evaluate
 from bas.engine.optim import GROUP_NAMES, build_optimizer, build_scheduler
 from bas.errors import ConfigError, TrainingError
-from bas.io import write_text
+from bas.io import to_json, write_text
 from bas.losses import METHODS, training_loss
 from bas.models.bas import VARIANTS
 
@@ -320,7 +320,7 @@ class Trainer:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / LOG, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, default=float) + "\n")
+            fh.write(to_json(record) + "\n")
         if self._tb is None:  # TensorBoard events only with the 'tensorboard' extra
             tensorboard = optional("torch.utils.tensorboard")
             self._tb = tensorboard.SummaryWriter(str(self.out_dir / "tb")) if tensorboard else False
