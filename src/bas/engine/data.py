@@ -69,6 +69,13 @@ class GuardedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def __getattr__(self, name: str) -> Any:
+        # the wrapped dataset's attributes (records, class_names, ...); "dataset" itself is looked up
+        # before it is set while unpickling in a worker, and must not recurse
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
     def __getitem__(self, item: Any) -> Any:
         try:
             return self.dataset[item]
