@@ -1,0 +1,87 @@
+"""What a model is, as one typed record: :class:`ModelMeta`.
+
+Every model carries one as ``model.meta``. The builder fills the architecture, the method and its
+options and the family's input conventions; the trainer adds the data preprocessing, the classes,
+the recipe and the chosen threshold; checkpoints write it and read it back, and the predictor and
+the exporter read it. No torch here: the record is plain data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ModelMeta:
+    """The metadata of a model (the ``bas`` document of a checkpoint, less the format fields).
+
+    ``threshold`` and ``top_k`` are the inference defaults (None: not chosen yet, the paper's value
+    is filled in when the model is saved); ``input_size`` is the side of the network input (the
+    centre crop), ``resize_size`` the side images are resized to before cropping, ``mean`` / ``std``
+    the input normalisation. ``source`` names the file family the model was read from.
+    """
+
+    arch: str
+    num_classes: int
+    method: str = "bas"
+    variant: str = "ijcv2023"
+    hidden: int = 1024
+    input_size: int = 224
+    resize_size: int = 256
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    class_names: list[str] | None = None
+    threshold: float | None = None
+    top_k: int | None = None
+    source: str = "bas"
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.num_classes = int(self.num_classes)
+        self.hidden = int(self.hidden or 0)
+        self.input_size, self.resize_size = int(self.input_size), int(self.resize_size)
+        self.mean = tuple(float(x) for x in self.mean)
+        self.std = tuple(float(x) for x in self.std)
+        if self.class_names is not None:
+            self.class_names = [str(name) for name in self.class_names]
+            if len(self.class_names) != self.num_classes:
+                raise ValueError(
+                    f"{len(self.class_names)} class names given for a model of {self.num_classes} classes"
+                )
+        if self.threshold is not None:
+            self.threshold = float(self.threshold)
+        if self.top_k is not None:
+            self.top_k = int(self.top_k)
+
+    @classmethod
+    def keys(cls) -> frozenset[str]:
+        """The field names (the keys of :meth:`to_dict`)."""
+        return frozenset(f.name for f in dataclasses.fields(cls))
+
+    def replace(self, **changes: Any) -> ModelMeta:
+        """A copy with ``changes`` applied (None values are ignored)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values: lists for the tuples, config / metrics / extra as JSON types."""
+        out = dataclasses.asdict(self)
+        out["mean"], out["std"] = list(self.mean), list(self.std)
+        for key in ("config", "metrics", "extra"):
+            out[key] = json_plain(out[key] or {})
+        return out
+
+
+def json_plain(value: Any) -> Any:
+    """``value`` as plain JSON types (dict, list, str, number, bool, None); numpy values and paths
+    are converted, anything else raises TypeError."""
+    from bas.io import _json_default
+
+    return json.loads(json.dumps(value, default=_json_default))
