@@ -84,9 +84,7 @@ def export_model(
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    from bas.checkpoints.format import metadata_document, model_meta
-
-    meta = metadata_document(model_meta(model))
+    meta = model.meta.to_document()
     top_k = int(top_k or model.meta.top_k or 1)
     input_size = int(input_size or meta["input_size"])
     if metadata is None:

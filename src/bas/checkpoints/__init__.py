@@ -5,12 +5,12 @@
 * :mod:`bas.checkpoints.state`: training state for exact resumes (:func:`save_training_state`,
   :func:`load_training_state`);
 * :mod:`bas.checkpoints.legacy`: the released CVPR 2022 / IJCV 2023 families and the wrappers
-  users bring (Lightning, ``state_dict``, ``model``), key renaming, architecture inference, the
-  papers' inference defaults;
+  users bring (Lightning, ``state_dict``, ``model``), key renaming, architecture inference;
 * :mod:`bas.checkpoints.safe`: ``torch.load(weights_only=True)`` with readable errors;
 * :mod:`bas.checkpoints.keys`: wrapper prefixes and fit checks shared by every reader.
 
-ImageNet initialisation lives in :mod:`bas.models.pretrained` (re-exported here). Names load on
+ImageNet initialisation lives in :mod:`bas.models.pretrained`, the metadata record and the papers'
+inference defaults in :mod:`bas.models.meta` (both re-exported here). Names load on
 first access, so importing this package imports no torch.
 """
 
@@ -21,8 +21,6 @@ from typing import Any
 
 _NAMES = {
     "format": (
-        "FORMAT_NAME",
-        "FORMAT_VERSION",
         "METADATA_KEY",
         "TRAINING_STATE_FORMAT",
         "load_checkpoint",
@@ -31,21 +29,25 @@ _NAMES = {
         "save_model",
     ),
     "state": ("load_training_state", "save_training_state"),
-    "legacy": (
-        "DATASET_BY_NUM_CLASSES",
-        "FALLBACK_INFERENCE",
-        "INFERENCE_DEFAULTS",
-        "convert_state_dict",
-        "infer_arch",
-        "inference_defaults",
-    ),
+    "legacy": ("convert_state_dict", "infer_arch"),
     "keys": ("unwrap_model",),
 }
 _WHERE = {name: f"{__name__}.{module}" for module, names in _NAMES.items() for name in names}
+_WHERE.update(load_imagenet_weights="bas.models.pretrained")
 _WHERE.update(
-    load_imagenet_weights="bas.models.pretrained",
-    IMAGENET_MEAN="bas.models.meta",
-    IMAGENET_STD="bas.models.meta",
+    {
+        name: "bas.models.meta"
+        for name in (
+            "DATASET_BY_NUM_CLASSES",
+            "FALLBACK_INFERENCE",
+            "FORMAT_NAME",
+            "FORMAT_VERSION",
+            "IMAGENET_MEAN",
+            "IMAGENET_STD",
+            "INFERENCE_DEFAULTS",
+            "inference_defaults",
+        )
+    }
 )
 
 

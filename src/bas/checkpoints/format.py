@@ -33,7 +33,6 @@ from bas.checkpoints.legacy import (
     Source,
     convert_state_dict,
     infer_arch,
-    inference_defaults,
     normalise_keys,
     plain_source,
     read_foreign,
@@ -42,11 +41,9 @@ from bas.checkpoints.safe import torch_load
 from bas.errors import CheckpointError
 from bas.io import atomic_path
 from bas.methods import get_method
-from bas.models.meta import ModelMeta
+from bas.models.meta import FORMAT_NAME, FORMAT_VERSION, ModelMeta
 from bas.models.registry import build_model
 
-FORMAT_NAME = "bas-wsol"
-FORMAT_VERSION = 1
 METADATA_KEY = "bas"
 TRAINING_STATE_FORMAT = "bas-wsol-training-state"
 RELEASED_METHOD = "bas"  # the method of files that do not name one (the authors' releases)
@@ -80,7 +77,8 @@ def save_model(
             wrapped by DDP or ``torch.compile``.
         class_names: one name per class.
         threshold, top_k: inference defaults; where neither the model nor the call sets them, the
-            paper's value for this architecture and dataset (:func:`inference_defaults`).
+            paper's value for this architecture and dataset
+            (:func:`bas.models.meta.inference_defaults`).
         config, metrics, extra: JSON-serialisable dicts (the training config, the final metrics,
             anything else).
         input_size: side of the network input (the centre crop); resize_size: side images are
@@ -170,13 +168,9 @@ def model_meta(net: nn.Module) -> ModelMeta:
 
 
 def metadata_document(meta: ModelMeta) -> dict[str, Any]:
-    """The JSON document of ``meta``: format fields first, the paper's inference defaults filled in."""
+    """The JSON document of ``meta`` (:meth:`ModelMeta.to_document`), its method checked."""
     _method(meta.method)
-    threshold, top_k = inference_defaults(meta.arch, meta.num_classes, meta.variant)
-    document = meta.to_dict()
-    document["threshold"] = float(threshold if meta.threshold is None else meta.threshold)
-    document["top_k"] = int(top_k if meta.top_k is None else meta.top_k)
-    return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **document}
+    return meta.to_document()
 
 
 def resolve_metadata(
@@ -201,11 +195,7 @@ def resolve_metadata(
         variant or document.get("variant") or (source.source if source.source in RELEASES else "ijcv2023")
     )
     document.setdefault("source", source.source)
-    meta = _checked(ModelMeta, **document)
-    threshold, top_k = inference_defaults(meta.arch, meta.num_classes, meta.variant)
-    return meta.replace(
-        threshold=meta.threshold if meta.threshold is not None else threshold, top_k=meta.top_k or top_k
-    )
+    return _checked(ModelMeta, **document).completed()
 
 
 def build_for(meta: ModelMeta) -> nn.Module:

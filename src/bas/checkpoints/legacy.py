@@ -15,7 +15,7 @@ or ``model.``, and Lightning checkpoints (``state_dict`` with a ``model.`` prefi
 ``pytorch-lightning_version``, ``epoch``, ``global_step`` ...).
 
 The architecture of a file without metadata is the registered one whose backbone names and shapes
-equal the file's; the paper's inference defaults (threshold, top-k) fill what a file does not say.
+equal the file's.
 """
 
 from __future__ import annotations
@@ -39,48 +39,6 @@ from bas.models.registry import get_spec, list_models
 RELEASES = ("cvpr2022", "ijcv2023")  # the papers' code releases, also the names of the BAS variants
 _DUPLICATE = re.compile(r"^(erase_branch|[^.]*_copy[^.]*)\.")  # the CVPR ILSVRC head copies
 _RENAMES = (("classifier_cls.", "classifier."), ("classifier_loc.", "generator."))
-
-# Inference defaults of the papers (BAS.md §4): (variant, dataset) -> arch -> (threshold, top_k).
-# The dataset is guessed from the class count; ResNet-family networks use the ResNet50 entry.
-INFERENCE_DEFAULTS: dict[tuple[str, str], dict[str, tuple[float, int]]] = {
-    ("ijcv2023", "CUB"): {
-        "vgg16": (0.10, 80),
-        "resnet50": (0.10, 200),
-        "inception_v3": (0.10, 200),
-        "mobilenet_v1": (0.10, 80),
-    },
-    ("ijcv2023", "ILSVRC"): {
-        "vgg16": (0.45, 1),
-        "resnet50": (0.25, 1),
-        "inception_v3": (0.25, 1),
-        "mobilenet_v1": (0.50, 1),
-    },
-    ("cvpr2022", "CUB"): {
-        "vgg16": (0.15, 80),
-        "resnet50": (0.15, 200),
-        "inception_v3": (0.10, 200),
-        "mobilenet_v1": (0.15, 200),
-    },
-    ("cvpr2022", "ILSVRC"): {
-        "vgg16": (0.50, 1),
-        "resnet50": (0.45, 1),
-        "inception_v3": (0.30, 1),
-        "mobilenet_v1": (0.50, 1),
-    },
-}
-DATASET_BY_NUM_CLASSES = {200: "CUB", 1000: "ILSVRC"}
-FALLBACK_INFERENCE = (0.5, 1)  # any other dataset or architecture: mid-range threshold, top-1 map
-
-
-def inference_defaults(arch: str, num_classes: int, variant: str) -> tuple[float, int]:
-    """The paper's (threshold, top_k) for this architecture, the dataset guessed from ``num_classes``
-    (200 -> CUB, 1000 -> ILSVRC) and the variant; :data:`FALLBACK_INFERENCE` otherwise."""
-    table = INFERENCE_DEFAULTS.get((variant, DATASET_BY_NUM_CLASSES.get(num_classes, "")), {})
-    family = (
-        arch if arch in table else "resnet50" if "resne" in arch else ""
-    )  # resnet*, resnext*, wide_resnet*
-    return table.get(family, FALLBACK_INFERENCE)
-
 
 # ------------------------------------------------------------------------------------- reading
 

@@ -86,9 +86,7 @@ class WSOLModel(nn.Module):
     @property
     def bas_meta(self) -> dict[str, Any]:
         """The checkpoint document of this model (format fields and inference defaults filled in)."""
-        from bas.checkpoints.format import metadata_document
-
-        return metadata_document(self.meta)
+        return self.meta.to_document()
 
     @property
     def default_threshold(self) -> float:

@@ -15,6 +15,49 @@ from typing import Any
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+FORMAT_NAME = "bas-wsol"  # the document's format name and version (the checkpoint header carries it)
+FORMAT_VERSION = 1
+
+# Inference defaults of the papers (BAS.md §4): (variant, dataset) -> arch -> (threshold, top_k).
+# The dataset is guessed from the class count; ResNet-family networks use the ResNet50 entry.
+INFERENCE_DEFAULTS: dict[tuple[str, str], dict[str, tuple[float, int]]] = {
+    ("ijcv2023", "CUB"): {
+        "vgg16": (0.10, 80),
+        "resnet50": (0.10, 200),
+        "inception_v3": (0.10, 200),
+        "mobilenet_v1": (0.10, 80),
+    },
+    ("ijcv2023", "ILSVRC"): {
+        "vgg16": (0.45, 1),
+        "resnet50": (0.25, 1),
+        "inception_v3": (0.25, 1),
+        "mobilenet_v1": (0.50, 1),
+    },
+    ("cvpr2022", "CUB"): {
+        "vgg16": (0.15, 80),
+        "resnet50": (0.15, 200),
+        "inception_v3": (0.10, 200),
+        "mobilenet_v1": (0.15, 200),
+    },
+    ("cvpr2022", "ILSVRC"): {
+        "vgg16": (0.50, 1),
+        "resnet50": (0.45, 1),
+        "inception_v3": (0.30, 1),
+        "mobilenet_v1": (0.50, 1),
+    },
+}
+DATASET_BY_NUM_CLASSES = {200: "CUB", 1000: "ILSVRC"}
+FALLBACK_INFERENCE = (0.5, 1)  # any other dataset or architecture: mid-range threshold, top-1 map
+
+
+def inference_defaults(arch: str, num_classes: int, variant: str) -> tuple[float, int]:
+    """The paper's (threshold, top_k) for this architecture, the dataset guessed from ``num_classes``
+    (200 -> CUB, 1000 -> ILSVRC) and the variant; :data:`FALLBACK_INFERENCE` otherwise."""
+    table = INFERENCE_DEFAULTS.get((variant, DATASET_BY_NUM_CLASSES.get(num_classes, "")), {})
+    family = (
+        arch if arch in table else "resnet50" if "resne" in arch else ""
+    )  # resnet*, resnext*, wide_resnet*
+    return table.get(family, FALLBACK_INFERENCE)
 
 
 @dataclass
@@ -69,6 +112,18 @@ class ModelMeta:
     def replace(self, **changes: Any) -> ModelMeta:
         """A copy with ``changes`` applied (None values are ignored)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def completed(self) -> ModelMeta:
+        """A copy whose unset ``threshold`` / ``top_k`` are the paper's (:func:`inference_defaults`)."""
+        threshold, top_k = inference_defaults(self.arch, self.num_classes, self.variant)
+        return self.replace(
+            threshold=threshold if self.threshold is None else self.threshold,
+            top_k=top_k if self.top_k is None else self.top_k,
+        )
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON document of a checkpoint: format name and version, then :meth:`completed` fields."""
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **self.completed().to_dict()}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values: lists for the tuples, config / metrics / extra as JSON types."""
