@@ -75,7 +75,7 @@ def test_new_layers_are_initialised_once_by_the_family_rule():
     assert float(vgg.generator[0].weight.detach().std()) == pytest.approx(0.02, rel=0.2)  # normal(0, 0.02)
     cam = bas.build_model("resnet18", 3, method="cam", hidden=8)
     bound = (6 / (cam.fc.in_features + cam.fc.out_features)) ** 0.5  # xavier uniform
-    assert float(cam.fc.weight.abs().max()) <= bound and torch.count_nonzero(cam.fc.bias) == 0
+    assert float(cam.fc.weight.detach().abs().max()) <= bound and torch.count_nonzero(cam.fc.bias) == 0
 
 
 # ------------------------------------------------------------------- a method in one module

@@ -1,6 +1,6 @@
 """Files that are not ours: the authors' released BAS checkpoints and the wrappers users bring.
 
-The released families (BAS.md §8), in the legacy or the zip serialisation:
+The released families (docs/method.md §8), in the legacy or the zip serialisation:
 
 * CVPR 2022 CUB files: a plain state dict with the authors' top-level names (``conv4_3.weight``,
   ``layer4.0.conv1.weight``, ``model.12.0.weight``, ``Mixed_7a...``, ``classifier_cls.*`` or

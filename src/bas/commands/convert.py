@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bas.checkpoints import load_checkpoint, save_model
 from bas.errors import CheckpointError
 from bas.models.bas import VARIANTS
 from bas.models.registry import list_models
@@ -53,6 +52,8 @@ def read_class_names(path: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bas.checkpoints import load_checkpoint, save_model
+
     model = load_checkpoint(args.src, arch=args.arch, num_classes=args.num_classes, variant=args.variant)
     meta = model.meta
     class_names = read_class_names(args.class_names) if args.class_names else None

@@ -1,4 +1,4 @@
-"""Background Activation Suppression (BAS.md §2-§3): the model, its loss and its method entry.
+"""Background Activation Suppression (docs/method.md §2-§3): the model, its loss and its method entry.
 
 The model: one implementation of the generator, the Activation Map Constraint and the outputs over
 any backbone split. Batched tensor code throughout: no Python loop over the batch, no module copy
@@ -11,7 +11,7 @@ training, running statistics in eval), but never updates the running statistics:
 once per step, from the real images. The reference deep-copies the head each step, which gives the
 same normalisation but spends a copy and a set of weight gradients per step.
 
-The loss (BAS.md §3, step 6): ``total = cls + alpha * fg_cls + bas + beta * area`` with, per
+The loss (docs/method.md §3, step 6): ``total = cls + alpha * fg_cls + bas + beta * area`` with, per
 sample then averaged over the batch,
 
 * ``cls = CE(s, y)``, ``fg_cls = CE(s_fg, y)``;

@@ -18,7 +18,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 FORMAT_NAME = "bas-wsol"  # the document's format name and version (the checkpoint header carries it)
 FORMAT_VERSION = 1
 
-# Inference defaults of the papers (BAS.md §4): (variant, dataset) -> arch -> (threshold, top_k).
+# Inference defaults of the papers (docs/method.md §4): (variant, dataset) -> arch -> (threshold, top_k).
 # The dataset is guessed from the class count; ResNet-family networks use the ResNet50 entry.
 INFERENCE_DEFAULTS: dict[tuple[str, str], dict[str, tuple[float, int]]] = {
     ("ijcv2023", "CUB"): {

@@ -25,7 +25,7 @@ IMAGENET_HEADS = ("fc.", "classifier.", "AuxLogits.")  # ImageNet classifiers, n
 
 
 def load_imagenet_weights(model: nn.Module, path: str | Path | None = None) -> None:
-    """Initialise the backbone (``mid`` and ``head``) from ImageNet weights (BAS.md §4), in place.
+    """Initialise the backbone (``mid`` and ``head``) from ImageNet weights (docs/method.md §4), in place.
 
     ``path=None`` takes torchvision's ``IMAGENET1K_V1`` weights of the architecture through the
     torchvision API (downloaded once into ``torch.hub.get_dir()/checkpoints``). For ResNet50 that

@@ -1,4 +1,4 @@
-"""InceptionV3 (BAS.md §2): mid = stem .. Mixed_6e (768 ch, 28x28 at 224), head = Mixed_7a-7c.
+"""InceptionV3 (docs/method.md §2): mid = stem .. Mixed_6e (768 ch, 28x28 at 224), head = Mixed_7a-7c.
 
 Used like the authors do, without torchvision's ``transform_input``; torchvision's ImageNet
 weights load by name.

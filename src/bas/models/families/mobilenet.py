@@ -1,4 +1,4 @@
-"""MobileNetV1 with ReLU (BAS.md §2): mid = blocks 0-11 (512 ch, stride 8), head = blocks 12-13.
+"""MobileNetV1 with ReLU (docs/method.md §2): mid = blocks 0-11 (512 ch, stride 8), head = blocks 12-13.
 
 torchvision has no MobileNetV1: the ImageNet weights are the file the authors used, passed as a path.
 """

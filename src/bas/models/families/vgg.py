@@ -1,4 +1,4 @@
-"""VGG16 (BAS.md §2): mid = conv1_1 .. conv4_3 (512 ch, stride 8), head = pool4 + conv5_x.
+"""VGG16 (docs/method.md §2): mid = conv1_1 .. conv4_3 (512 ch, stride 8), head = pool4 + conv5_x.
 
 Parameter names are the authors' (``conv4_3.weight``); torchvision's ImageNet ``features.N``
 tensors are assigned in order by :func:`bas.models.pretrained.load_imagenet_weights`.
