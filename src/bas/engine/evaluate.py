@@ -383,10 +383,8 @@ def ten_crop_classification(
     model: nn.Module, cfg: dict[str, Any], split: str, device: str = "cpu", progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-1 / Top-5 correctness with softmax averaged over ten crops (docs/method.md §5), in dataset order."""
-    from torch.utils.data import DataLoader
-
-    from bas.data import build_dataset, collate, ten_crop_transform
-    from bas.engine.data import prepare_dataset
+    from bas.data import build_dataset, ten_crop_transform
+    from bas.engine.data import guarded_loader, prepare_dataset
 
     data = cfg["data"]
     kind, root = prepare_dataset(cfg)
@@ -397,11 +395,8 @@ def ten_crop_classification(
         ten_crop_transform(data["input_size"], data["resize_size"]),
         **(data.get("options") or {}),
     )
-    loader = DataLoader(
-        dataset,
-        batch_size=max(1, data["eval_batch_size"] // 10),
-        collate_fn=collate,
-        num_workers=int(data["workers"]),
+    loader = guarded_loader(
+        dataset, batch_size=max(1, data["eval_batch_size"] // 10), num_workers=int(data["workers"])
     )
     top1, top5 = [], []
     k5 = min(5, model.num_classes)
