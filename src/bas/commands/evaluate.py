@@ -63,12 +63,13 @@ def add_parser(sub) -> None:
 
 def evaluation_config(meta: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """The config of an evaluation: defaults, the checkpoint's training config, then the arguments."""
-    from bas.config import default_config, merge, parse_override
+    from bas.config import default_config, known_part, merge, parse_override
     from bas.errors import ConfigError
+    from bas.schema import check_config
 
     cfg = default_config()
     trained = meta.get("config") or {}
-    cfg = merge(cfg, {k: v for k, v in trained.items() if k in ("data", "eval")}, strict=False)
+    cfg = merge(cfg, known_part({k: v for k, v in trained.items() if k in ("data", "eval")}, cfg))
     dataset = args.dataset or ("cub" if cfg["data"]["dataset"] == "synthetic" else cfg["data"]["dataset"])
     cfg["data"].update(dataset=dataset, root=args.data)
     if meta.get("input_size"):
@@ -99,13 +100,16 @@ def evaluation_config(meta: dict[str, Any], args: argparse.Namespace) -> dict[st
         cfg["data"]["workers"] = args.workers
     for text in args.overrides:
         cfg = merge(cfg, parse_override(text))
+    check_config(cfg)
     return cfg
 
 
 def run(args: argparse.Namespace) -> int:
     from bas.checkpoints import load_checkpoint
+    from bas.config import load_config
     from bas.engine.evaluate import evaluate_split, write_evaluation
 
+    load_config(None, args.overrides)  # the --set values, checked before the model is read
     device = resolve_device(args.device)
     model = load_checkpoint(args.checkpoint, map_location=device)
     cfg = evaluation_config(model.bas_meta, args)

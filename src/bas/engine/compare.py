@@ -36,6 +36,7 @@ import torch
 
 from bas.config import default_config, dump_config, merge, parse_override, resolve_recipe
 from bas.errors import ConfigError
+from bas.schema import check_config
 
 #: (result key, column title) of the comparison table.
 TABLE_METRICS = (
@@ -135,6 +136,7 @@ def method_config(
     cfg = merge(cfg, bench.methods[method])
     for text in overrides:
         cfg = merge(cfg, parse_override(text))
+    check_config(cfg)
     output = Path(output)
     data = cfg["data"]
     if data["root"] is None:
@@ -354,6 +356,8 @@ def run_benchmark(
     start = time.perf_counter()
     runs: list[RunResult] = []
     configs: dict[str, dict[str, Any]] = {}
+    for method in bench.methods:  # every method's config is checked before the first run trains
+        method_config(bench, method, seed=0, output=output, overrides=overrides)
     for seed in range(bench.seeds):
         for method in bench.methods:
             cfg = method_config(bench, method, seed=seed, output=output, overrides=overrides)

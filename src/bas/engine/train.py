@@ -43,11 +43,11 @@ from bas.config import dump_config
 from bas.engine import distributed as D
 from bas.engine.data import eval_loader, make_dataset_split, per_rank_batch_size, train_loader
 from bas.engine.evaluate import autocast_context
-from bas.engine.optim import GROUP_NAMES, build_optimizer, build_scheduler
+from bas.engine.optim import build_optimizer, build_scheduler
 from bas.errors import ConfigError, TrainingError
 from bas.io import to_json, write_text
-from bas.methods import get_method, list_methods
-from bas.methods.base import check_choice, check_int, check_number
+from bas.methods import get_method
+from bas.schema import check_config
 
 LAST = "last.ckpt"
 BEST = "best.safetensors"
@@ -84,40 +84,17 @@ def create_model(cfg: dict[str, Any], num_classes: int) -> nn.Module:
 
 
 def validate_config(cfg: dict[str, Any], world_size: int = 1) -> None:
-    """Check the values the trainer uses; raises :class:`ConfigError` with a one-line message.
+    """Check a config before training; raises :class:`ConfigError` with a one-line message.
 
-    ``world_size`` is the number of processes: the global batch must split evenly over them and
-    over the ``train.accum_steps`` micro-batches.
+    Every key against the schema (:func:`bas.schema.check_config`), then what depends on the
+    launch: ``world_size`` is the number of processes, over which (and over the
+    ``train.accum_steps`` micro-batches) the global batch must split evenly.
     """
-    check_choice(cfg, "method", tuple(list_methods()))
-    get_method(cfg["method"]).check_config(cfg)  # the method's own keys (model.hidden, loss.* ...)
-    check_choice(cfg, "train.amp", AMP_MODES)
-    check_choice(cfg, "eval.select_metric", SELECT_METRICS)
-    for key in (
-        "data.batch_size",
-        "data.eval_batch_size",
-        "train.accum_steps",
-        "optim.epochs",
-        "optim.decay_every",
-        "train.log_every",
-    ):
-        check_int(cfg, key, 1)
-    for key in ("data.workers", "eval.every", "train.checkpoint_every_steps", "train.seed"):
-        check_int(cfg, key, 0)
-    check_int(cfg, "train.max_steps", 1, optional=True)
-    for key in ("optim.lr", "optim.gamma"):
-        check_number(cfg, key, positive=True)
-    for key in ("optim.momentum", "optim.weight_decay"):
-        check_number(cfg, key)
-    lr_mult = cfg["optim"]["lr_mult"]
-    if (
-        not isinstance(lr_mult, list)
-        or len(lr_mult) != len(GROUP_NAMES)
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in lr_mult)
-    ):
+    check_config(cfg)
+    if cfg["optim"]["nesterov"] and cfg["optim"]["momentum"] <= 0:
         raise ConfigError(
-            f"optim.lr_mult must be {len(GROUP_NAMES)} positive numbers "
-            f"({', '.join(GROUP_NAMES)}), got {lr_mult!r}"
+            f"optim.nesterov needs optim.momentum > 0, got {cfg['optim']['momentum']!r} "
+            "(give --set optim.nesterov=false)"
         )
     per_rank_batch_size(cfg, world_size)
 

@@ -61,9 +61,11 @@ def method_of(model: nn.Module) -> Method:
 
 def config_defaults() -> dict[str, Any]:
     """Every method's config keys with their defaults (dotted keys)."""
+    from bas.schema import key_from_default
+
     out: dict[str, Any] = {}
     for name in list_methods():
-        out.update(_REGISTRY[name].config_defaults)
+        out.update({k: key_from_default(v).default for k, v in _REGISTRY[name].config_defaults.items()})
     return out
 
 

@@ -40,13 +40,11 @@ from bas.methods.base import (
     BASOutput,
     Method,
     WSOLModel,
-    check_choice,
-    check_int,
-    check_number,
     infer_size,
 )
 from bas.models.backbones import Backbone
 from bas.models.meta import ModelMeta
+from bas.schema import Key
 
 VARIANTS = ("cvpr2022", "ijcv2023")
 EPS = 1e-8
@@ -245,7 +243,12 @@ class BAS(Method):
     loss_terms = ("cls", "fg_cls", "bas", "area")
     localization_map = "fg_map"
     options = {"variant": "ijcv2023", "hidden": 1024}
-    config_defaults = {"model.variant": "ijcv2023", "model.hidden": 1024, "loss.alpha": 0.5, "loss.beta": 1.5}
+    config_defaults = {
+        "model.variant": Key("str", "ijcv2023", choices=VARIANTS),
+        "model.hidden": Key("int", 1024, min=1),
+        "loss.alpha": Key("number", 0.5, min=0),
+        "loss.beta": Key("number", 1.5, min=0),
+    }
 
     def build(self, backbone: Backbone, meta: ModelMeta, *, init: str, min_input_size: int) -> BASModel:
         return BASModel(
@@ -270,9 +273,3 @@ class BAS(Method):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, model = cfg["loss"], cfg["model"]
         return bas_loss(output, labels, loss["alpha"], loss["beta"], model["variant"], model["arch"])
-
-    def check_config(self, cfg: dict[str, Any]) -> None:
-        check_choice(cfg, "model.variant", VARIANTS)
-        check_int(cfg, "model.hidden", 1)
-        for key in ("loss.alpha", "loss.beta"):
-            check_number(cfg, key)

@@ -207,7 +207,8 @@ class Method:
     loss_terms: ClassVar[tuple[str, ...]] = ()
     localization_map: ClassVar[str] = "fg_map"
     options: ClassVar[dict[str, Any]] = {}  # constructor option -> default (config ``model.<option>``)
-    config_defaults: ClassVar[dict[str, Any]] = {}  # dotted config key -> default
+    # dotted config key -> its default, or a bas.schema.Key (default, type, range, choices)
+    config_defaults: ClassVar[dict[str, Any]] = {}
 
     @property
     def new_layers(self) -> tuple[str, ...]:
@@ -246,7 +247,8 @@ class Method:
         raise NotImplementedError
 
     def check_config(self, cfg: dict[str, Any]) -> None:
-        """Raise :class:`~bas.errors.ConfigError` for a bad value of one of the method's keys."""
+        """Checks across keys that the schema (types and ranges of ``config_defaults``) cannot express;
+        raise :class:`~bas.errors.ConfigError`."""
 
     def validate(
         self, model: nn.Module, loader: Any, cfg: dict[str, Any], *, device: torch.device, progress: bool

@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from bas.methods import register
-from bas.methods.base import BASOutput, Method, WSOLModel, check_int, infer_size
+from bas.methods.base import BASOutput, Method, WSOLModel, infer_size
 from bas.models.backbones import Backbone
 from bas.models.meta import ModelMeta
+from bas.schema import Key
 
 
 class CAMModel(WSOLModel):
@@ -115,7 +116,7 @@ class CAM(Method):
     loss_terms = ("cls",)
     localization_map = "fg_map"
     options = {"hidden": None}
-    config_defaults = {"model.hidden": None}
+    config_defaults = {"model.hidden": Key("int", None, nullable=True, min=1, help="null: plain CAM")}
 
     def build(self, backbone: Backbone, meta: ModelMeta, *, init: str, min_input_size: int) -> CAMModel:
         return CAMModel(
@@ -140,6 +141,3 @@ class CAM(Method):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cls = F.cross_entropy(output.logits.float(), labels)
         return cls, {"cls": cls}
-
-    def check_config(self, cfg: dict[str, Any]) -> None:
-        check_int(cfg, "model.hidden", 1, optional=True)  # null: plain CAM, no extra conv

@@ -20,6 +20,7 @@ from bas.data.datasets import SPLITS, Location, Record, WSOLDataset
 from bas.data.formats.registry import DatasetFormat, Option, register_format
 from bas.data.parsing import NO_BOXES, Problems, parse_floats, parse_int, read_lines
 from bas.errors import ConfigError, DataError
+from bas.schema import Key
 
 
 def _id_table(path: Path, problems: Problems, fmt: str) -> dict[int, tuple[int, list[str]] | None]:
@@ -192,9 +193,14 @@ def count_or_fraction(text: str) -> int | float:
 
 #: The options of the CUB layout (also used by the synthetic data, which is written in it).
 CUB_OPTIONS = {
-    "val_per_class": Option(5, "held-out val images per class (a count, or a fraction)", count_or_fraction),
-    "seed": Option(0, "seed of the held-out val split", int),
-    "load_masks": Option(True, "read masks/ when present", None),
+    "val_per_class": Option(
+        5,
+        "held-out val images per class (a count, or a fraction)",
+        count_or_fraction,
+        Key("number", min=0, help="a count >= 0 or a fraction < 1"),
+    ),
+    "seed": Option(0, "seed of the held-out val split", int, Key("int", min=0)),
+    "load_masks": Option(True, "read masks/ when present", None, Key("bool")),
 }
 
 

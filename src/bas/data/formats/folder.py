@@ -15,6 +15,7 @@ from bas.data.datasets import IMAGE_EXTENSIONS, SPLITS, Record, WSOLDataset
 from bas.data.formats.registry import DatasetFormat, Option, register_format
 from bas.data.parsing import Problems, box_error, boxes_from_flat, parse_floats, read_lines
 from bas.errors import DataError
+from bas.schema import Key
 
 
 def _scan_images(folder: Path) -> list[str]:
@@ -148,7 +149,12 @@ FORMAT = register_format(
         splits=splits,
         options={
             "boxes_csv": Option(None, "CSV of image_id,x0,y0,x1,y1"),
-            "classes": Option(None, "class list (default: the sorted class folders)", None),
+            "classes": Option(
+                None,
+                "class list (default: the sorted class folders)",
+                None,
+                Key("list", nullable=True, item=Key("str")),
+            ),
         },
     )
 )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bas.errors import ConfigError, DataError
+from bas.schema import Key
 
 if TYPE_CHECKING:
     from bas.data.datasets import WSOLDataset
@@ -21,12 +22,22 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Option:
-    """One option of a format: its default, a one-line help and how ``bas data check`` parses it
-    (``type``; None: not a command-line option)."""
+    """One option of a format: its default, a one-line help, how ``bas data check`` parses it
+    (``type``; None: not a command-line option) and the config value's schema (``value``, a
+    :class:`bas.schema.Key`; default: from ``type``, null allowed when the default is null)."""
 
     default: Any = None
     help: str = ""
     type: Callable[[str], Any] | None = str
+    value: Key | None = None
+
+    @property
+    def key(self) -> Key:
+        """The schema entry of ``data.options.<this option>``."""
+        if self.value is not None:
+            return self.value
+        kind = {int: "int", str: "str", float: "number"}.get(self.type, "any")  # type: ignore[call-overload]
+        return Key(kind, self.default, nullable=self.default is None)
 
 
 def _default_check(dataset: WSOLDataset, progress: Callable[[int], None] | None = None) -> list[DataError]:
