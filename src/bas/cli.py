@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 
-from bas.errors import user_message
+from bas.errors import UsageError, user_message
 
 # Modules under bas.commands, in the order their sub-commands are listed in --help.
 COMMAND_MODULES = (
@@ -33,10 +33,18 @@ COMMAND_MODULES = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are the one-line ``error: ...`` of every other mistake
+    (argparse would print the usage and exit from inside ``parse_args``)."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bas import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="bas",
         description="Background Activation Suppression (BAS) for weakly supervised object localization.",
     )

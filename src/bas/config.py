@@ -231,14 +231,17 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def load_config(
-    recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+    recipe: str | Path | dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """Defaults, then the recipe, then the overrides, checked against the schema
+    """Defaults, then the recipe (a file, a shipped name, or a config mapping such as the one a
+    checkpoint stores), then the overrides, checked against the schema
     (:func:`bas.schema.check_config`); a problem raises :class:`ConfigError` naming the key and,
-    for a recipe, its file and line."""
+    for a recipe file, its file and line."""
     config = default_config()
     origins: dict[str, str] = {}
-    if recipe is not None:
+    if isinstance(recipe, dict):
+        config = merge(config, recipe, strict=False)
+    elif recipe is not None:
         data, origins = _load_recipe(recipe)
         config = merge(config, data, strict=False)
     for text in overrides:

@@ -37,6 +37,10 @@ class ConfigError(BASError):
     """A configuration value is missing, unknown or of the wrong type."""
 
 
+class UsageError(BASError):
+    """A command-line argument is missing, malformed or out of range."""
+
+
 class TrainingError(BASError):
     """Training cannot go on (for example a non-finite loss)."""
 

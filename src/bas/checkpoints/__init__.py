@@ -28,7 +28,7 @@ _NAMES = {
         "read_checkpoint_metadata",
         "save_model",
     ),
-    "state": ("load_training_state", "save_training_state"),
+    "state": ("load_training_state", "read_training_config", "save_training_state"),
     "legacy": ("convert_state_dict", "infer_arch"),
     "keys": ("unwrap_model",),
 }

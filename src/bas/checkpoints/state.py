@@ -99,6 +99,14 @@ def load_training_state(
     return {key: state[key] for key in ("epoch", "step", "config", "metrics", "extra")}
 
 
+def read_training_config(path: str | Path) -> dict[str, Any]:
+    """The config a :func:`save_training_state` file was written with (empty if it stores none)."""
+    state = torch_load(path)
+    if not isinstance(state, dict) or state.get("format") != TRAINING_STATE_FORMAT:
+        raise CheckpointError(f"{path} is not a training-state checkpoint, it cannot be resumed")
+    return dict(state.get("config") or {})
+
+
 def _rng_state() -> dict[str, Any]:
     bit_generator, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
     return {

@@ -3,7 +3,79 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+# ------------------------------------------------------------------- argument types
+# argparse turns the ArgumentTypeError of a type function into "bas CMD: error: argument --x: ..."
+# (one line, exit status 2), before anything is read or written.
+
+
+def _number(text: str, kind: type) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An integer >= ``minimum`` (``positive_int``: >= 1, ``count``: >= 0)."""
+
+    def parse(text: str) -> int:
+        value = int(_number(text, int))
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+positive_int = int_at_least(1)
+count = int_at_least(0)
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1] (a score-map threshold)."""
+    value = _number(text, float)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def step_fraction(text: str) -> float:
+    """A number in (0, 1] (a threshold step)."""
+    value = _number(text, float)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def existing_file(text: str) -> str:
+    """A path that must be an existing file."""
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(
+            f"{'is a folder, not a file' if path.is_dir() else 'no such file'}: {text}"
+        )
+    return text
+
+
+def existing_dir(text: str) -> str:
+    """A path that must be an existing folder."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{'is a file, not a folder' if path.exists() else 'no such folder'}: {text}"
+        )
+    return text
 
 
 def add_device_args(parser: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bas.commands._common import existing_file, positive_int
 from bas.errors import CheckpointError
 from bas.models.bas import VARIANTS
 from bas.models.registry import list_models
@@ -25,20 +26,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "'state_dict' or 'model', with module./model. prefixes or from Lightning; training state; ours) as "
         "one self-describing .safetensors file.",
     )
-    parser.add_argument("src", type=Path, help="checkpoint to read (.pth/.pth.tar/.pt/.safetensors)")
+    parser.add_argument("src", type=existing_file, help="checkpoint to read (.pth/.pth.tar/.pt/.safetensors)")
     parser.add_argument("dst", type=Path, help="file to write (.safetensors)")
     parser.add_argument(
         "--arch", choices=list_models(), help="architecture (default: inferred from the keys)"
     )
     parser.add_argument(
-        "--num-classes", type=int, help="number of classes (default: inferred from the shapes)"
+        "--num-classes", type=positive_int, help="number of classes (default: inferred from the shapes)"
     )
     parser.add_argument(
         "--variant",
         choices=VARIANTS,
         help="classifier variant (default: ijcv2023 for IJCV files, cvpr2022 for other released files)",
     )
-    parser.add_argument("--class-names", type=Path, metavar="FILE", help="text file, one class name per line")
+    parser.add_argument(
+        "--class-names", type=existing_file, metavar="FILE", help="text file, one class name per line"
+    )
     parser.set_defaults(func=run)
 
 
@@ -56,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_checkpoint(args.src, arch=args.arch, num_classes=args.num_classes, variant=args.variant)
     meta = model.meta
-    class_names = read_class_names(args.class_names) if args.class_names else None
-    extra = {**meta.extra, "converted_from": {"file": args.src.name, "source": meta.source}}
+    class_names = read_class_names(Path(args.class_names)) if args.class_names else None
+    extra = {**meta.extra, "converted_from": {"file": Path(args.src).name, "source": meta.source}}
     save_model(args.dst, model, class_names=class_names, extra=extra)
     print(
         f"wrote {args.dst}: {meta.method} {meta.arch}, {meta.num_classes} classes, variant {meta.variant}, "

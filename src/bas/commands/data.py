@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from bas.commands._common import count
 from bas.data.datasets import WSOLDataset
 from bas.data.formats import available_splits, build_dataset, get_format, list_formats
 from bas.errors import BASError, DataError
@@ -51,7 +52,7 @@ def add_parser(subparsers: Any) -> None:
             f"--{name.replace('_', '-')}", type=opt.type, help=f"{', '.join(kinds)}: {opt.help}"
         )
     check.add_argument(
-        "--max-problems", type=int, default=0, help="print at most this many problems (0 = all)"
+        "--max-problems", type=count, default=0, help="print at most this many problems (0 = all)"
     )
     check.set_defaults(func=run_check)
     listing = sub.add_parser("list", help="list the dataset kinds and their options")

@@ -6,7 +6,13 @@ import argparse
 import time
 from pathlib import Path
 
-from bas.commands._common import add_config_args, add_device_args, format_metrics, resolve_device
+from bas.commands._common import (
+    add_config_args,
+    add_device_args,
+    format_metrics,
+    positive_int,
+    resolve_device,
+)
 
 
 def add_parser(sub) -> None:
@@ -19,7 +25,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--output", default="bas_demo", help="folder for the data, the run and the results")
     p.add_argument("--arch", help="backbone (default: the recipe's, resnet18)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
+    p.add_argument("--epochs", type=positive_int, help="training epochs (default: the recipe's)")
     p.add_argument(
         "--quick", action="store_true", help="a tiny run for smoke tests (seconds, meaningless numbers)"
     )

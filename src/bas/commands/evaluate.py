@@ -6,7 +6,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bas.commands._common import add_config_args, add_device_args, format_metrics, resolve_device
+from bas.commands._common import (
+    add_config_args,
+    add_device_args,
+    count,
+    existing_dir,
+    existing_file,
+    format_metrics,
+    fraction,
+    positive_int,
+    resolve_device,
+    step_fraction,
+)
 
 
 def add_parser(sub) -> None:
@@ -16,8 +27,13 @@ def add_parser(sub) -> None:
         description="Top-1/Top-5 classification, GT-known/Top-1/Top-5 Loc at a threshold, "
         "MaxBoxAcc and MaxBoxAccV2, PxAP/PIoU where masks exist.",
     )
-    p.add_argument("--checkpoint", required=True, help="our .safetensors file or any released BAS checkpoint")
-    p.add_argument("--data", required=True, help="dataset root")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        type=existing_file,
+        help="our .safetensors file or any released BAS checkpoint",
+    )
+    p.add_argument("--data", required=True, type=existing_dir, help="dataset root")
     p.add_argument(
         "--dataset",
         help="cub (also the synthetic data) | wsol | ilsvrc | bas_list | folder "
@@ -29,8 +45,10 @@ def add_parser(sub) -> None:
         metavar="SPLIT",
         help="choose the threshold on this held-out split (e.g. val) and report --split at it",
     )
-    p.add_argument("--threshold", type=float, help="fixed threshold (default: the checkpoint's)")
-    p.add_argument("--top-k", type=int, help="classes whose maps are fused (default: the checkpoint's)")
+    p.add_argument("--threshold", type=fraction, help="fixed threshold (default: the checkpoint's)")
+    p.add_argument(
+        "--top-k", type=positive_int, help="classes whose maps are fused (default: the checkpoint's)"
+    )
     p.add_argument(
         "--test-mode",
         choices=("crop", "resize"),
@@ -38,7 +56,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--ten-crop", action="store_true", help="classification by ten-crop averaging")
     p.add_argument(
-        "--interval", type=float, help="threshold step of MaxBoxAcc (default: config eval.interval)"
+        "--interval", type=step_fraction, help="threshold step of MaxBoxAcc (default: config eval.interval)"
     )
     p.add_argument("--class-balanced", action="store_true", help="also print class-balanced means")
     p.add_argument(
@@ -53,9 +71,9 @@ def add_parser(sub) -> None:
         "resized to the input size; implies --test-mode resize) and their metadata "
         "(<DIR>/metadata), ready for bas evaluate-maps --maps DIR",
     )
-    p.add_argument("--save-vis", type=int, default=0, metavar="N", help="qualitative grid of N images")
-    p.add_argument("--batch-size", type=int, help="evaluation batch size")
-    p.add_argument("--workers", type=int, help="data loader workers")
+    p.add_argument("--save-vis", type=count, default=0, metavar="N", help="qualitative grid of N images")
+    p.add_argument("--batch-size", type=positive_int, help="evaluation batch size")
+    p.add_argument("--workers", type=count, help="data loader workers")
     add_config_args(p)
     add_device_args(p)
     p.set_defaults(func=run)

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from bas.commands._common import existing_dir, positive_int, step_fraction
 from bas.errors import ConfigError, DataError
 from bas.evaluate_maps import (
     DATASETS,
@@ -34,7 +35,9 @@ def add_parser(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--maps", required=True, help="folder of <image_id>.npy score maps")
+    parser.add_argument(
+        "--maps", required=True, type=existing_dir, help="folder of <image_id>.npy score maps"
+    )
     parser.add_argument(
         "--metadata", help="metadata split folder, or the metadata root (default: <maps>/metadata)"
     )
@@ -44,7 +47,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--split", help="split name (needed when --metadata is not the split folder)")
     parser.add_argument("--mask-root", help="OpenImages: folder holding OpenImages/<mask paths>")
     parser.add_argument("--image-root", help="CUB/ILSVRC: read image sizes missing from image_sizes.txt here")
-    parser.add_argument("--interval", type=float, default=0.001, help="score-threshold step (default 0.001)")
+    parser.add_argument(
+        "--interval", type=step_fraction, default=0.001, help="score-threshold step (default 0.001)"
+    )
     parser.add_argument(
         "--multi-contour",
         action="store_true",
@@ -62,7 +67,9 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--output", help="write the results to this JSON file")
     parser.add_argument("--curve", help="write the accuracy (or precision-recall) curve to this CSV file")
-    parser.add_argument("--workers", type=int, help="processes for the box evaluation (default: all cores)")
+    parser.add_argument(
+        "--workers", type=positive_int, help="processes for the box evaluation (default: all cores)"
+    )
     parser.set_defaults(func=run_evaluate_maps)
 
 

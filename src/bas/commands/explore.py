@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bas.commands._common import add_device_args, resolve_device
+from bas.commands._common import add_device_args, existing_dir, existing_file, positive_int, resolve_device
 from bas.errors import BASError
 
 
@@ -19,8 +19,13 @@ def add_parser(sub) -> None:
         "and the ground-truth-class score of F*M and the score of F*(1-M) against the "
         "mask area. Writes explore.csv, explore_summary.csv, explore.json, explore.png.",
     )
-    p.add_argument("--checkpoint", required=True, help="our .safetensors file or any released BAS checkpoint")
-    p.add_argument("--data", required=True, help="dataset root")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        type=existing_file,
+        help="our .safetensors file or any released BAS checkpoint",
+    )
+    p.add_argument("--data", required=True, type=existing_dir, help="dataset root")
     p.add_argument(
         "--dataset",
         default="cub",
@@ -28,9 +33,14 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--split", default="test", help="split (default: test)")
     p.add_argument(
-        "--num-images", type=int, default=100, help="images, spread evenly over the split (default: 100)"
+        "--num-images",
+        type=positive_int,
+        default=100,
+        help="images, spread evenly over the split (default: 100)",
     )
-    p.add_argument("--max-n", type=int, default=6, help="largest step K: kernels 5, 10, ..., 5K (default: 6)")
+    p.add_argument(
+        "--max-n", type=positive_int, default=6, help="largest step K: kernels 5, 10, ..., 5K (default: 6)"
+    )
     p.add_argument(
         "--test-mode",
         choices=("crop", "resize"),

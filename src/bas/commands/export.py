@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bas.commands._common import existing_file, positive_int
 from bas.errors import BASError
 
 
@@ -18,12 +19,21 @@ def add_parser(sub) -> None:
         "metadata (class names, threshold, sizes, mean/std) is stored in the file.",
     )
     p.add_argument("output", metavar="OUT", help="file to write (e.g. model.onnx, model.pt)")
-    p.add_argument("--checkpoint", required=True, help="our .safetensors file or any released BAS checkpoint")
-    p.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="output format")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default: 17)")
-    p.add_argument("--input-size", type=int, help="image side S (default: the checkpoint's input size)")
     p.add_argument(
-        "--top-k", type=int, help="classes whose maps are fused in the graph (default: the checkpoint's)"
+        "--checkpoint",
+        required=True,
+        type=existing_file,
+        help="our .safetensors file or any released BAS checkpoint",
+    )
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="output format")
+    p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset version (default: 17)")
+    p.add_argument(
+        "--input-size", type=positive_int, help="image side S (default: the checkpoint's input size)"
+    )
+    p.add_argument(
+        "--top-k",
+        type=positive_int,
+        help="classes whose maps are fused in the graph (default: the checkpoint's)",
     )
     p.set_defaults(func=run)
 

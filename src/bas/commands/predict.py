@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from bas.commands._common import add_device_args, resolve_device
+from bas.commands._common import add_device_args, existing_file, fraction, positive_int, resolve_device
 from bas.errors import BASError
 
 
@@ -29,16 +29,25 @@ def add_parser(sub) -> None:
         metavar="INPUT",
         help="image files, folders (searched recursively for image files) or glob patterns",
     )
-    p.add_argument("--checkpoint", required=True, help="our .safetensors file or any released BAS checkpoint")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        type=existing_file,
+        help="our .safetensors file or any released BAS checkpoint",
+    )
     p.add_argument("--output", default="bas_predictions", help="output folder (default: bas_predictions)")
-    p.add_argument("--top-k", type=int, help="classes whose maps are fused (default: the checkpoint's)")
-    p.add_argument("--threshold", type=float, help="map threshold (default: the checkpoint's)")
+    p.add_argument(
+        "--top-k", type=positive_int, help="classes whose maps are fused (default: the checkpoint's)"
+    )
+    p.add_argument("--threshold", type=fraction, help="map threshold (default: the checkpoint's)")
     p.add_argument(
         "--no-crop",
         action="store_true",
         help="resize the whole image to the input size instead of Resize + CenterCrop",
     )
-    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default: 16)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=16, help="images per forward pass (default: 16)"
+    )
     p.add_argument(
         "--save-maps",
         action="store_true",

@@ -10,6 +10,7 @@ epochs (``scheduler.step()`` once per epoch).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -69,3 +70,31 @@ def build_scheduler(
     return torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=int(optim_cfg["decay_every"]), gamma=optim_cfg["gamma"]
     )
+
+
+def rebuild_schedule(
+    optimizer: torch.optim.Optimizer, optim_cfg: dict[str, Any], epoch: int
+) -> torch.optim.lr_scheduler.StepLR:
+    """Set every group's lr, momentum, nesterov and weight decay from ``optim_cfg`` as a run with
+    that config has them after ``epoch`` epochs, and return the scheduler at that epoch.
+
+    This is how a resumed run obeys a changed config (the optimiser state's own values would win
+    otherwise). The schedule is replayed step by step, so an unchanged config gives bit-identical
+    learning rates.
+    """
+    for group in optimizer.param_groups:
+        mult = optim_cfg["lr_mult"][GROUP_NAMES.index(group["name"])]
+        group.pop("initial_lr", None)
+        group.update(
+            lr=optim_cfg["lr"] * mult,
+            lr_mult=mult,
+            momentum=optim_cfg["momentum"],
+            nesterov=optim_cfg["nesterov"],
+            weight_decay=optim_cfg["weight_decay"],
+        )
+    with warnings.catch_warnings():  # the replay steps the schedule without optimiser steps
+        warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*", category=UserWarning)
+        scheduler = build_scheduler(optimizer, optim_cfg)
+        for _ in range(epoch):
+            scheduler.step()
+    return scheduler

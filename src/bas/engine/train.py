@@ -43,11 +43,11 @@ from bas.config import dump_config
 from bas.engine import distributed as D
 from bas.engine.data import eval_loader, make_dataset_split, per_rank_batch_size, train_loader
 from bas.engine.evaluate import autocast_context
-from bas.engine.optim import build_optimizer, build_scheduler
+from bas.engine.optim import build_optimizer, build_scheduler, rebuild_schedule
 from bas.errors import ConfigError, TrainingError
 from bas.io import to_json, write_text
 from bas.methods import get_method
-from bas.schema import check_config
+from bas.schema import check_config, flatten
 
 LAST = "last.ckpt"
 BEST = "best.safetensors"
@@ -191,6 +191,8 @@ class Trainer:
     # ------------------------------------------------------------------------------- state
 
     def _resume(self, path: Path) -> None:
+        """Restore ``path``, then obey the config: its changes from the checkpoint's config are
+        printed, and the optimiser's hyper-parameters and schedule are rebuilt from it."""
         if not path.is_file():
             raise TrainingError(f"cannot resume: no checkpoint at {path}")
         state = checkpoints.load_training_state(
@@ -201,12 +203,15 @@ class Trainer:
         self.batch_in_epoch = int(extra.get("batch_in_epoch", 0))
         self.best = extra.get("best")
         self.last_metrics = state.get("metrics") or {}
+        self.scheduler = rebuild_schedule(self.optimizer, self.cfg["optim"], self.epoch)
         if self.env.is_main:
             self._truncate_log()
             print(
                 f"resumed from {path}: epoch {self.epoch}, step {self.step}, "
                 f"batch {self.batch_in_epoch} of the epoch"
             )
+            for key, old, new in config_changes(state.get("config") or {}, self.cfg):
+                print(f"changed on resume: {key} {_show(old)} -> {_show(new)}")
 
     def _truncate_log(self) -> None:
         """Drop log records the resumed run will write again (those after the checkpoint)."""
@@ -236,6 +241,11 @@ class Trainer:
         metadata as the model files (preprocessing, classes, threshold, method, recipe)."""
         if not self.env.is_main:
             return
+        if not _all_finite(p.detach() for p in self.model.parameters()):
+            raise TrainingError(
+                f"non-finite weights after step {self.step} (epoch {self.epoch + 1}): the update is "
+                f"not saved; {self._kept()}"
+            )
         self.model.meta = self.model.meta.replace(
             threshold=self._current_threshold(), metrics=self.last_metrics
         )
@@ -310,11 +320,31 @@ class Trainer:
             what = f"weighted sum of the terms = {values['loss']}"
         else:
             what = "on another rank"
-        last = self.out_dir / LAST
-        kept = f"last good checkpoint: {last}" if last.is_file() else "no checkpoint had been written"
         raise TrainingError(
             f"non-finite loss at step {self.step + 1} (epoch {self.epoch + 1}): {what}; "
-            f"stopped before the update, {kept}"
+            f"stopped before the update, {self._kept()}"
+        )
+
+    def _kept(self) -> str:
+        """The end of a non-finite stop's message: the checkpoint left untouched, from which to resume."""
+        last = self.out_dir / LAST
+        return f"last good checkpoint: {last}" if last.is_file() else "no checkpoint had been written"
+
+    def _check_gradients(self) -> None:
+        """Stop before the optimiser step when a gradient is not finite (with fp16, the grad scaler
+        skips such steps itself and lowers its scale)."""
+        if self.scaler.is_enabled():
+            return
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if D.all_ranks_true(_all_finite(grads), self.env):
+            return
+        bad = [
+            n for n, p in self.model.named_parameters() if p.grad is not None and not _all_finite([p.grad])
+        ]
+        what = f"{bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}" if bad else "on another rank"
+        raise TrainingError(
+            f"non-finite gradient at step {self.step + 1} (epoch {self.epoch + 1}): {what}; "
+            f"stopped before the update, {self._kept()}"
         )
 
     def train_batch(self, batch: dict[str, Any]) -> dict[str, float]:
@@ -334,6 +364,8 @@ class Trainer:
             total, terms = self._forward_loss(images, labels)
             values = self._loss_values(total, terms)
             self.scaler.scale(total / self.accum).backward()
+        if update:
+            self._check_gradients()
         self.batch_in_epoch += 1
         if update:
             self.scaler.step(self.optimizer)
@@ -494,6 +526,28 @@ class Trainer:
             self._close_log()
         D.barrier(env)
         return self.last_metrics
+
+
+def _all_finite(tensors) -> bool:
+    """Whether every value of ``tensors`` is finite (one device sync)."""
+    tensors = list(tensors)
+    if not tensors:
+        return True
+    return bool(torch.stack([t.detach().abs().amax().float() for t in tensors]).isfinite().all())
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(key, old value, new value)`` for every dotted key whose value differs (missing: None)."""
+    before, after = (flatten(c, stop=frozenset({"data.options"})) for c in (old, new))
+    return [
+        (k, before.get(k), after.get(k))
+        for k in sorted(before.keys() | after.keys())
+        if before.get(k) != after.get(k)
+    ]
+
+
+def _show(value: Any) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def train(
