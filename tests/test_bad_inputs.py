@@ -245,6 +245,298 @@ CASES = [
 ]
 
 
+# ----------------------------------------------------------------------------- cases: arguments and configs
+
+
+def _predict(env: Env, *extra: str) -> list[str]:
+    return [
+        "predict",
+        "--checkpoint",
+        str(env.checkpoint),
+        "--output",
+        str(env.tmp / "pred"),
+        *extra,
+        str(env.image()),
+    ]
+
+
+def _train(env: Env, *extra: str) -> list[str]:
+    return ["train", "--output", str(env.tmp / "run"), "--set", f"data.root={env.tmp / 'data'}", *extra]
+
+
+def _recipe(env: Env, text: str) -> str:
+    path = env.tmp / "recipe.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def _maps(env: Env) -> str:
+    (env.tmp / "maps").mkdir()
+    return str(env.tmp / "maps")
+
+
+ARGUMENT_CASES = [
+    # (id, make, names, before)
+    (
+        "arg-evaluate-threshold",
+        lambda e: [*evaluate_args(e, e.dataset), "--threshold", "5"],
+        "--threshold",
+        "accepted",
+    ),
+    ("arg-predict-threshold", lambda e: _predict(e, "--threshold", "-0.1"), "--threshold", "accepted"),
+    (
+        "arg-predict-batch-size",
+        lambda e: _predict(e, "--batch-size", "0"),
+        "--batch-size",
+        "ValueError traceback",
+    ),
+    ("arg-predict-top-k", lambda e: _predict(e, "--top-k", "abc"), "--top-k", "usage + argparse error"),
+    ("arg-evaluate-top-k", lambda e: [*evaluate_args(e, e.dataset), "--top-k", "0"], "--top-k", "accepted"),
+    (
+        "arg-evaluate-workers",
+        lambda e: [*evaluate_args(e, e.dataset), "--workers", "-1"],
+        "--workers",
+        "ValueError traceback",
+    ),
+    (
+        "arg-evaluate-interval",
+        lambda e: [*evaluate_args(e, e.dataset), "--interval", "2"],
+        "--interval",
+        "traceback after loading",
+    ),
+    (
+        "arg-evaluate-save-vis",
+        lambda e: [*evaluate_args(e, e.dataset), "--save-vis", "-3"],
+        "--save-vis",
+        "accepted",
+    ),
+    (
+        "arg-evaluate-missing-data",
+        lambda e: evaluate_args(e, e.tmp / "nowhere"),
+        "nowhere",
+        "error after loading the model",
+    ),
+    (
+        "arg-evaluate-missing-checkpoint",
+        lambda e: ["evaluate", "--checkpoint", str(e.tmp / "gone.safetensors"), "--data", str(e.dataset)],
+        "gone.safetensors",
+        "one line",
+    ),
+    (
+        "arg-export-opset",
+        lambda e: [
+            "export",
+            str(e.tmp / "m.onnx"),
+            "--checkpoint",
+            str(e.checkpoint),
+            "--format",
+            "onnx",
+            "--opset",
+            "0",
+        ],
+        "--opset",
+        "exporter traceback",
+    ),
+    (
+        "arg-export-input-size",
+        lambda e: [
+            "export",
+            str(e.tmp / "m.onnx"),
+            "--checkpoint",
+            str(e.checkpoint),
+            "--format",
+            "onnx",
+            "--input-size",
+            "-32",
+        ],
+        "--input-size",
+        "traceback",
+    ),
+    (
+        "arg-explore-max-n",
+        lambda e: [
+            "explore",
+            "--checkpoint",
+            str(e.checkpoint),
+            "--data",
+            str(e.dataset),
+            "--output",
+            str(e.tmp / "x"),
+            "--max-n",
+            "0",
+        ],
+        "--max-n",
+        "empty output written",
+    ),
+    (
+        "arg-evaluate-maps-interval",
+        lambda e: ["evaluate-maps", "--maps", _maps(e), "--interval", "0"],
+        "--interval",
+        "one line (checked in the command)",
+    ),
+    (
+        "arg-evaluate-maps-missing",
+        lambda e: ["evaluate-maps", "--maps", str(e.tmp / "no_maps")],
+        "no_maps",
+        "error naming metadata",
+    ),
+    (
+        "arg-convert-missing-src",
+        lambda e: ["convert", str(e.tmp / "old.pth"), str(e.tmp / "new.safetensors")],
+        "old.pth",
+        "one line",
+    ),
+    (
+        "arg-convert-num-classes",
+        lambda e: ["convert", str(e.checkpoint), str(e.tmp / "n.safetensors"), "--num-classes", "0"],
+        "--num-classes",
+        "traceback",
+    ),
+    (
+        "arg-data-check-max-problems",
+        lambda e: ["data", "check", "cub", str(e.dataset), "--max-problems", "-1"],
+        "--max-problems",
+        "accepted",
+    ),
+    (
+        "arg-demo-epochs",
+        lambda e: ["demo", "--output", str(e.tmp / "demo"), "--epochs", "0"],
+        "--epochs",
+        "ignored (0 is falsy)",
+    ),
+    (
+        "arg-benchmark-seeds",
+        lambda e: ["benchmark", "synthetic", "--output", str(e.tmp / "b"), "--seeds", "0"],
+        "--seeds",
+        "one line (checked in the command)",
+    ),
+    ("arg-unknown-command", lambda e: ["evaluat"], "evaluat", "usage + argparse error"),
+    (
+        "resume-missing-file",
+        lambda e: ["train", "--resume", str(e.tmp / "run" / "last.ckpt")],
+        "last.ckpt",
+        "'data.root is not set'",
+    ),
+    (
+        "resume-no-checkpoint-in-output",
+        lambda e: ["train", "--resume", "--output", str(e.tmp / "run")],
+        "last.ckpt",
+        "'data.root is not set'",
+    ),
+    (
+        "resume-not-a-training-state",
+        lambda e: ["train", "--resume", str(e.checkpoint)],
+        "tiny.safetensors",
+        "'data.root is not set'",
+    ),
+    ("config-set-not-a-number", lambda e: _train(e, "--set", "optim.lr=abc"), "optim.lr", "one line"),
+    (
+        "config-set-yaml12-out-of-range",
+        lambda e: _train(e, "--set", "optim.lr=-1e-3"),
+        "optim.lr",
+        "'-1e-3' rejected as a string",
+    ),
+    (
+        "config-set-unknown-key",
+        lambda e: _train(e, "--set", "optim.lrr=0.1"),
+        "did you mean 'optim.lr'",
+        "one line, no suggestion",
+    ),
+    (
+        "config-set-threshold-range",
+        lambda e: _train(e, "--set", "eval.threshold=1.5"),
+        "eval.threshold",
+        "accepted",
+    ),
+    (
+        "config-set-bool",
+        lambda e: _train(e, "--set", "optim.nesterov=maybe"),
+        "optim.nesterov",
+        "accepted (truthy string)",
+    ),
+    (
+        "config-set-format-option",
+        lambda e: _train(e, "--set", "data.options.val_per_clas=2"),
+        "val_per_clas",
+        "error once the dataset is built",
+    ),
+    (
+        "config-set-format-option-type",
+        lambda e: _train(e, "--set", "data.options.seed=-1"),
+        "data.options.seed",
+        "accepted",
+    ),
+    (
+        "config-set-synthetic-range",
+        lambda e: _train(e, "--set", "data.synthetic.body_reliability=2"),
+        "data.synthetic.body_reliability",
+        "accepted",
+    ),
+    ("config-set-no-equals", lambda e: _train(e, "--set", "optim.lr"), "optim.lr", "one line"),
+    (
+        "config-file-bad-value",
+        lambda e: [
+            "train",
+            "--config",
+            _recipe(e, "optim:\n  momentum: 2\n"),
+            "--output",
+            str(e.tmp / "run"),
+        ],
+        "recipe.yaml:2: optim.momentum",
+        "accepted",
+    ),
+    (
+        "config-file-unknown-key",
+        lambda e: [
+            "train",
+            "--config",
+            _recipe(e, "eval:\n  top_k: 1\n  threshhold: 0.2\n"),
+            "--output",
+            str(e.tmp / "run"),
+        ],
+        "recipe.yaml:3: unknown config key 'eval.threshhold'; did you mean 'eval.threshold'",
+        "no line, no suggestion",
+    ),
+    (
+        "config-file-invalid-yaml",
+        lambda e: ["train", "--config", _recipe(e, "optim: [1,\n"), "--output", str(e.tmp / "run")],
+        "recipe.yaml:2",
+        "one line",
+    ),
+    (
+        "config-file-missing",
+        lambda e: ["train", "--config", str(e.tmp / "absent.yaml")],
+        "absent.yaml",
+        "one line",
+    ),
+    (
+        "config-evaluate-set",
+        lambda e: [*evaluate_args(e, e.dataset), "--set", "eval.interval=0"],
+        "eval.interval",
+        "traceback after loading",
+    ),
+    (
+        "config-demo-set",
+        lambda e: ["demo", "--output", str(e.tmp / "demo"), "--set", "method=bass"],
+        "did you mean 'bas'",
+        "one line after generating the data",
+    ),
+    (
+        "config-benchmark-set",
+        lambda e: ["benchmark", "synthetic", "--output", str(e.tmp / "b"), "--set", "optim.epochs=0"],
+        "optim.epochs",
+        "accepted",
+    ),
+    (
+        "config-nesterov-without-momentum",
+        lambda e: _train(e, "--set", "optim.momentum=0"),
+        "optim.nesterov",
+        "ValueError traceback from torch",
+    ),
+]
+CASES += [Case(id, make, names, before) for id, make, names, before in ARGUMENT_CASES]
+
+
 def snapshot(root: Path) -> dict[str, tuple[int, str]]:
     """Every file under ``root`` (hidden ones too): mode and content hash."""
     return {
