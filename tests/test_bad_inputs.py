@@ -264,6 +264,26 @@ def _train(env: Env, *extra: str) -> list[str]:
     return ["train", "--output", str(env.tmp / "run"), "--set", f"data.root={env.tmp / 'data'}", *extra]
 
 
+def _export(env: Env, *extra: str) -> list[str]:
+    return [
+        "export",
+        str(env.tmp / "m.onnx"),
+        "--checkpoint",
+        str(env.checkpoint),
+        "--format",
+        "onnx",
+        *extra,
+    ]
+
+
+def _demo(env: Env, *extra: str) -> list[str]:
+    return ["demo", "--output", str(env.tmp / "demo"), *extra]
+
+
+def _benchmark(env: Env, *extra: str) -> list[str]:
+    return ["benchmark", "synthetic", "--output", str(env.tmp / "bench"), *extra]
+
+
 def _recipe(env: Env, text: str) -> str:
     path = env.tmp / "recipe.yaml"
     path.write_text(text)
@@ -324,31 +344,13 @@ ARGUMENT_CASES = [
     ),
     (
         "arg-export-opset",
-        lambda e: [
-            "export",
-            str(e.tmp / "m.onnx"),
-            "--checkpoint",
-            str(e.checkpoint),
-            "--format",
-            "onnx",
-            "--opset",
-            "0",
-        ],
+        lambda e: _export(e, "--opset", "0"),
         "--opset",
         "exporter traceback",
     ),
     (
         "arg-export-input-size",
-        lambda e: [
-            "export",
-            str(e.tmp / "m.onnx"),
-            "--checkpoint",
-            str(e.checkpoint),
-            "--format",
-            "onnx",
-            "--input-size",
-            "-32",
-        ],
+        lambda e: _export(e, "--input-size", "-32"),
         "--input-size",
         "traceback",
     ),
@@ -400,13 +402,13 @@ ARGUMENT_CASES = [
     ),
     (
         "arg-demo-epochs",
-        lambda e: ["demo", "--output", str(e.tmp / "demo"), "--epochs", "0"],
+        lambda e: _demo(e, "--epochs", "0"),
         "--epochs",
         "ignored (0 is falsy)",
     ),
     (
         "arg-benchmark-seeds",
-        lambda e: ["benchmark", "synthetic", "--output", str(e.tmp / "b"), "--seeds", "0"],
+        lambda e: _benchmark(e, "--seeds", "0"),
         "--seeds",
         "one line (checked in the command)",
     ),
@@ -517,13 +519,13 @@ ARGUMENT_CASES = [
     ),
     (
         "config-demo-set",
-        lambda e: ["demo", "--output", str(e.tmp / "demo"), "--set", "method=bass"],
+        lambda e: _demo(e, "--set", "method=bass"),
         "did you mean 'bas'",
         "one line after generating the data",
     ),
     (
         "config-benchmark-set",
-        lambda e: ["benchmark", "synthetic", "--output", str(e.tmp / "b"), "--set", "optim.epochs=0"],
+        lambda e: _benchmark(e, "--set", "optim.epochs=0"),
         "optim.epochs",
         "accepted",
     ),

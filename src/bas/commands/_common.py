@@ -58,24 +58,30 @@ def step_fraction(text: str) -> float:
     return value
 
 
-def existing_file(text: str) -> str:
-    """A path that must be an existing file."""
-    path = Path(text)
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(
-            f"{'is a folder, not a file' if path.is_dir() else 'no such file'}: {text}"
-        )
-    return text
+def _existing(is_kind: Callable[[Path], bool], kind: str, other: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        path = Path(text)
+        if not is_kind(path):
+            raise argparse.ArgumentTypeError(
+                f"is a {other}, not a {kind}: {text}" if path.exists() else f"no such {kind}: {text}"
+            )
+        return text
+
+    parse.__name__ = f"existing {kind}"
+    return parse
 
 
-def existing_dir(text: str) -> str:
-    """A path that must be an existing folder."""
-    path = Path(text)
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(
-            f"{'is a file, not a folder' if path.exists() else 'no such folder'}: {text}"
-        )
-    return text
+existing_file = _existing(Path.is_file, "file", "folder")  # a path that must be an existing file
+existing_dir = _existing(Path.is_dir, "folder", "file")  # a path that must be an existing folder
+
+
+def add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        type=existing_file,
+        help="our .safetensors file or any released BAS checkpoint",
+    )
 
 
 def add_device_args(parser: argparse.ArgumentParser) -> None:

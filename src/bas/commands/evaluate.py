@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from bas.commands._common import (
+    add_checkpoint_arg,
     add_config_args,
     add_device_args,
     count,
     existing_dir,
-    existing_file,
     format_metrics,
     fraction,
     positive_int,
@@ -27,12 +27,7 @@ def add_parser(sub) -> None:
         description="Top-1/Top-5 classification, GT-known/Top-1/Top-5 Loc at a threshold, "
         "MaxBoxAcc and MaxBoxAccV2, PxAP/PIoU where masks exist.",
     )
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        type=existing_file,
-        help="our .safetensors file or any released BAS checkpoint",
-    )
+    add_checkpoint_arg(p)
     p.add_argument("--data", required=True, type=existing_dir, help="dataset root")
     p.add_argument(
         "--dataset",

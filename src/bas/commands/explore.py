@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bas.commands._common import add_device_args, existing_dir, existing_file, positive_int, resolve_device
+from bas.commands._common import (
+    add_checkpoint_arg,
+    add_device_args,
+    existing_dir,
+    positive_int,
+    resolve_device,
+)
 from bas.errors import BASError
 
 
@@ -19,12 +25,7 @@ def add_parser(sub) -> None:
         "and the ground-truth-class score of F*M and the score of F*(1-M) against the "
         "mask area. Writes explore.csv, explore_summary.csv, explore.json, explore.png.",
     )
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        type=existing_file,
-        help="our .safetensors file or any released BAS checkpoint",
-    )
+    add_checkpoint_arg(p)
     p.add_argument("--data", required=True, type=existing_dir, help="dataset root")
     p.add_argument(
         "--dataset",

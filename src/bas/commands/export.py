@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bas.commands._common import existing_file, positive_int
+from bas.commands._common import add_checkpoint_arg, positive_int
 from bas.errors import BASError
 
 
@@ -19,12 +19,7 @@ def add_parser(sub) -> None:
         "metadata (class names, threshold, sizes, mean/std) is stored in the file.",
     )
     p.add_argument("output", metavar="OUT", help="file to write (e.g. model.onnx, model.pt)")
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        type=existing_file,
-        help="our .safetensors file or any released BAS checkpoint",
-    )
+    add_checkpoint_arg(p)
     p.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="output format")
     p.add_argument("--opset", type=positive_int, default=17, help="ONNX opset version (default: 17)")
     p.add_argument(

@@ -8,7 +8,13 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from bas.commands._common import add_device_args, existing_file, fraction, positive_int, resolve_device
+from bas.commands._common import (
+    add_checkpoint_arg,
+    add_device_args,
+    fraction,
+    positive_int,
+    resolve_device,
+)
 from bas.errors import BASError
 
 
@@ -29,12 +35,7 @@ def add_parser(sub) -> None:
         metavar="INPUT",
         help="image files, folders (searched recursively for image files) or glob patterns",
     )
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        type=existing_file,
-        help="our .safetensors file or any released BAS checkpoint",
-    )
+    add_checkpoint_arg(p)
     p.add_argument("--output", default="bas_predictions", help="output folder (default: bas_predictions)")
     p.add_argument(
         "--top-k", type=positive_int, help="classes whose maps are fused (default: the checkpoint's)"
