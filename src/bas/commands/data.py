@@ -9,10 +9,13 @@ problem found as ``file[:line]: message``; exits 1 if there is any problem, 0 ot
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bas.data.datasets import DATASET_KINDS, WSOLDataset, available_splits, build_dataset, check_dataset
+from bas.commands._common import DATASET_KINDS_HELP, dataset_kind
 from bas.errors import BASError, DataError
+
+if TYPE_CHECKING:
+    from bas.data.datasets import WSOLDataset
 
 # Option name (argparse dest) -> the dataset kinds it applies to.
 _OPTIONS: dict[str, tuple[str, ...]] = {
@@ -41,7 +44,9 @@ def add_parser(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    check.add_argument("kind", choices=DATASET_KINDS, help="dataset format")
+    check.add_argument(
+        "kind", type=dataset_kind, metavar="KIND", help=f"dataset format: {DATASET_KINDS_HELP}"
+    )
     check.add_argument("root", help="dataset root (the image root for 'wsol')")
     check.add_argument("--split", action="append", help="split to check (repeatable; default: all found)")
     check.add_argument("--val-per-class", type=_count_or_fraction, help="cub: held-out val images per class")
@@ -102,6 +107,8 @@ def _summary(split: str, ds: WSOLDataset) -> list[str]:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from bas.data.datasets import available_splits, build_dataset, check_dataset
+
     options = _dataset_options(args)
     splits = args.split or available_splits(args.kind, args.root, **options)
     if not splits:

@@ -3,18 +3,33 @@
 Maps are ``<maps>/<image_id>.npy`` (224x224 floats in [0, 1] over the whole resized image).
 CUB and ILSVRC give MaxBoxAcc at each IoU threshold and their mean, MaxBoxAccV2 (the paper's
 MaxBoxAccV2 uses --multi-contour); OpenImages gives PxAP and PIoU. --metadata is either the split
-folder itself (metadata/CUB/test) or a folder holding <split>/ or <dataset>/<split>/.
+folder itself (metadata/CUB/test) or a folder holding <split>/ or <dataset>/<split>/. Dataset names
+are case-insensitive (cub, ilsvrc, openimages).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
+from bas.commands._common import add_dataset_arg, add_output_arg, map_dataset
 from bas.errors import ConfigError, DataError
-from bas.evaluate_maps import DATASETS, evaluate_score_maps, write_curve_csv
-from bas.io import write_json
+
+
+def results_file(value: str) -> Path:
+    """``--output DIR``: the results go to ``DIR/metrics.json``; a ``.json`` file name (the old
+    meaning of ``--output``) is still accepted, with a note."""
+    path = Path(value)
+    if path.suffix.lower() != ".json":
+        return path / "metrics.json"
+    print(
+        "note: --output FILE.json is deprecated and will be removed in the next release; "
+        "give a folder (the results go to DIR/metrics.json)",
+        file=sys.stderr,
+    )
+    return path
 
 
 def add_parser(subparsers: Any) -> None:
@@ -24,17 +39,31 @@ def add_parser(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--maps", required=True, help="folder of <image_id>.npy score maps")
-    parser.add_argument("--metadata", required=True, help="metadata split folder, or the metadata root")
-    parser.add_argument("--dataset", required=True, choices=DATASETS, help="dataset of the metadata")
+    parser.add_argument("--maps", required=True, metavar="DIR", help="folder of <image_id>.npy score maps")
+    parser.add_argument(
+        "--metadata", required=True, metavar="DIR", help="metadata split folder, or the metadata root"
+    )
+    add_dataset_arg(
+        parser,
+        kind=map_dataset,
+        metavar="{cub,ilsvrc,openimages}",
+        required=True,
+        help="benchmark of the metadata",
+    )
     parser.add_argument("--split", help="split name (needed when --metadata is not the split folder)")
-    parser.add_argument("--mask-root", help="OpenImages: folder holding OpenImages/<mask paths>")
-    parser.add_argument("--image-root", help="CUB/ILSVRC: read image sizes missing from image_sizes.txt here")
+    parser.add_argument(
+        "--mask-root", metavar="DIR", help="OpenImages: folder holding OpenImages/<mask paths>"
+    )
+    parser.add_argument(
+        "--image-root", metavar="DIR", help="CUB/ILSVRC: read image sizes missing from image_sizes.txt here"
+    )
     parser.add_argument("--interval", type=float, default=0.001, help="score-threshold step (default 0.001)")
     parser.add_argument("--multi-contour", action="store_true", help="boxes of all contours, best IoU counts")
     parser.add_argument("--iou", type=int, nargs="+", default=[30, 50, 70], help="IoU thresholds in percent")
-    parser.add_argument("--output", help="write the results to this JSON file")
-    parser.add_argument("--curve", help="write the accuracy (or precision-recall) curve to this CSV file")
+    add_output_arg(parser, type=results_file, help="write the results to DIR/metrics.json")
+    parser.add_argument(
+        "--curve", metavar="FILE", help="write the accuracy (or precision-recall) curve to this CSV file"
+    )
     parser.add_argument("--workers", type=int, help="processes for the box evaluation (default: all cores)")
     parser.set_defaults(func=run_evaluate_maps)
 
@@ -73,6 +102,9 @@ def format_result(result: dict[str, Any]) -> str:
 
 
 def run_evaluate_maps(args: argparse.Namespace) -> int:
+    from bas.evaluate_maps import evaluate_score_maps, write_curve_csv
+    from bas.io import write_json
+
     if not 0 < args.interval <= 1:
         raise ConfigError(f"--interval must be in (0, 1], got {args.interval}")
     if any(not 0 < d <= 100 for d in args.iou):
