@@ -1,11 +1,22 @@
-"""The benchmark scripts run and check what they claim (tiny sizes; the figures come from full runs)."""
+"""The benchmark scripts run and check what they claim (tiny sizes; the figures come from full runs).
+
+Every script's ``--quick`` is a smoke run: it says so and gives no verdict.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+SMOKE = "smoke run: not a measurement"
 
 
 def load(name: str):
@@ -21,3 +32,33 @@ def test_evaluate_maps_benchmark_agrees_with_the_reference(capsys):
     assert status == 0
     assert "agree on the 6 maps: yes" in out
     assert "speed-up per process" in out
+    assert SMOKE not in out
+
+
+def test_every_benchmark_script_is_smoke_tested():
+    scripts = {p.stem for p in BENCHMARKS.glob("*.py")} - {"__init__"}
+    assert scripts == set(QUICK_SCRIPTS)
+
+
+QUICK_SCRIPTS = ["cli_startup", "evaluate_maps", "predict", "throughput", "train_step"]
+
+
+@pytest.mark.parametrize("name", QUICK_SCRIPTS)
+def test_quick_is_a_smoke_run_without_verdict(name):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"{name}.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    elapsed = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[-1] == SMOKE
+    assert not any(word in done.stdout for word in ("NOT met", "-> met", "target:"))
+    # about 5-30 s on an idle 2-core machine; the bound only catches a --quick that is not quick
+    assert elapsed < 300, f"{name} --quick took {elapsed:.0f} s"

@@ -10,7 +10,6 @@ are case-insensitive (cub, ilsvrc, openimages).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,10 @@ from bas.errors import ConfigError, DataError
 
 
 def results_file(value: str) -> Path:
-    """``--output DIR``: the results go to ``DIR/metrics.json``; a ``.json`` file name (the old
-    meaning of ``--output``) is still accepted, with a note."""
+    """``--output DIR``: the results go to ``DIR/metrics.json``; a name ending in ``.json`` (what
+    ``--output`` meant before) is the file itself."""
     path = Path(value)
-    if path.suffix.lower() != ".json":
-        return path / "metrics.json"
-    print(
-        "note: --output FILE.json is deprecated and will be removed in the next release; "
-        "give a folder (the results go to DIR/metrics.json)",
-        file=sys.stderr,
-    )
-    return path
+    return path if path.suffix.lower() == ".json" else path / "metrics.json"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -60,7 +52,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--interval", type=float, default=0.001, help="score-threshold step (default 0.001)")
     parser.add_argument("--multi-contour", action="store_true", help="boxes of all contours, best IoU counts")
     parser.add_argument("--iou", type=int, nargs="+", default=[30, 50, 70], help="IoU thresholds in percent")
-    add_output_arg(parser, type=results_file, help="write the results to DIR/metrics.json")
+    add_output_arg(parser, type=results_file, help="write the results to DIR/metrics.json (or to FILE.json)")
     parser.add_argument(
         "--curve", metavar="FILE", help="write the accuracy (or precision-recall) curve to this CSV file"
     )
