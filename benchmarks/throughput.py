@@ -41,7 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--size", type=int, default=224, help="crop size (images are resized to size * 8 / 7 first)"
     )
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch-size", dest="batch", type=int, default=8, help="images per step (default: 8)")
+    add_alias(p, "--batch", "--batch-size", "batch", type=int)
     p.add_argument("--workers", type=int, default=2, help="data-loader worker processes")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per mode")
     p.add_argument("--steps", type=int, default=10, help="timed steps per mode")

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import bas
+from bas.commands._common import add_alias
 from bas.losses import bas_loss
 
 
@@ -121,7 +122,8 @@ def bench(arch, batch, size, classes, steps, warmup, rss):
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--archs", nargs="+", default=["resnet50", "vgg16"])
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch-size", dest="batch", type=int, default=8, help="images per step (default: 8)")
+    add_alias(p, "--batch", "--batch-size", "batch", type=int)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--classes", type=int, default=200)
     p.add_argument("--steps", type=int, default=10)

@@ -345,3 +345,21 @@ def test_summary_without_validation(tmp_path):
     assert lines[0] == f"training finished in 1 min 15 s: 3 epoch(s), 12 step(s), run folder {tmp_path}"
     assert lines[1].startswith("best:    none (no validation ran")
     assert not any(line.startswith("final:") for line in lines)  # no model.safetensors in the folder
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        ({}, "cub"),
+        ({"config": {"data": {"dataset": "synthetic"}}}, "cub"),
+        ({"config": {"data": {"dataset": "ilsvrc"}}}, "ilsvrc"),
+        ({"config": None}, "cub"),
+    ],
+)
+def test_default_dataset_is_the_checkpoints(meta, expected):
+    """``--dataset`` defaults alike in ``evaluate`` and ``explore``: the checkpoint's training dataset."""
+    from bas.commands._common import trained_dataset
+
+    assert trained_dataset(meta) == expected
+    for command in ("evaluate", "explore"):
+        assert parse([command, "--checkpoint", "m", "--data-root", "d"]).dataset is None

@@ -81,6 +81,13 @@ def map_dataset(value: str) -> str:
     return match_choice(value, DATASETS, "dataset")
 
 
+def trained_dataset(meta: dict[str, Any]) -> str:
+    """The default ``--dataset``: the kind a checkpoint was trained on (``cub`` for the synthetic
+    data, which has CUB's layout, and when the checkpoint does not say)."""
+    kind = ((meta.get("config") or {}).get("data") or {}).get("dataset") or "cub"
+    return "cub" if kind == "synthetic" else kind
+
+
 def add_dataset_arg(parser, *, help: str, kind=dataset_kind, metavar: str = "KIND", **kwargs) -> None:
     parser.add_argument("--dataset", type=kind, metavar=metavar, help=help, **kwargs)
 

@@ -14,6 +14,7 @@ from bas.commands._common import (
     add_output_arg,
     add_test_mode_arg,
     resolve_device,
+    trained_dataset,
 )
 from bas.errors import BASError
 
@@ -30,7 +31,7 @@ def add_parser(sub) -> None:
     )
     add_checkpoint_arg(p)
     add_data_root_arg(p, dest="data", required=True)
-    add_dataset_arg(p, default="cub", help=f"{DATASET_KINDS_HELP} (default: cub)")
+    add_dataset_arg(p, help=f"{DATASET_KINDS_HELP} (default: the checkpoint's training dataset, else cub)")
     p.add_argument("--split", default="test", help="split (default: test)")
     p.add_argument(
         "--num-images", type=int, default=100, help="images, spread evenly over the split (default: 100)"
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     transform = test_transform(
         meta["input_size"], meta["resize_size"], mode=args.test_mode, mean=meta["mean"], std=meta["std"]
     )
-    dataset = build_dataset(args.dataset, args.data, args.split, transform)
+    dataset = build_dataset(args.dataset or trained_dataset(meta), args.data, args.split, transform)
     if len(dataset) == 0:
         raise BASError(f"split {args.split!r} of {args.data} has no images")
     result = run_exploration(
