@@ -4,8 +4,6 @@ See :mod:`bas.data.datasets` for the sample contract (image, label, boxes, mask,
 orig_size) and :mod:`bas.data.transforms` for the coordinate conventions.
 """
 
-from typing import TYPE_CHECKING
-
 from bas._lazy import attach
 
 # Imported on first use (PEP 562): bas.data.metadata, used by `bas evaluate-maps`, needs no torch.
@@ -42,55 +40,5 @@ _LAZY = {
         "bas.data.transforms",
     ),
 }
+__all__ = sorted(_LAZY)
 __getattr__, __dir__ = attach(__name__, _LAZY, globals())
-
-if TYPE_CHECKING:
-    from bas.data.datasets import (
-        DATASET_KINDS,
-        BASListDataset,
-        CUBDataset,
-        ILSVRCTrainDataset,
-        ILSVRCValDataset,
-        ImageFolderDataset,
-        Record,
-        WSOLDataset,
-        WSOLMetadataDataset,
-        available_splits,
-        build_dataset,
-        check_dataset,
-        collate,
-    )
-    from bas.data.transforms import (
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        build_transform,
-        denormalize,
-        normalize_transform,
-        ten_crop_transform,
-        test_transform,
-        train_transform,
-    )
-
-__all__ = [
-    "DATASET_KINDS",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "BASListDataset",
-    "CUBDataset",
-    "ILSVRCTrainDataset",
-    "ILSVRCValDataset",
-    "ImageFolderDataset",
-    "Record",
-    "WSOLDataset",
-    "WSOLMetadataDataset",
-    "available_splits",
-    "build_dataset",
-    "build_transform",
-    "check_dataset",
-    "collate",
-    "denormalize",
-    "normalize_transform",
-    "ten_crop_transform",
-    "test_transform",
-    "train_transform",
-]
