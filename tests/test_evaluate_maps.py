@@ -14,7 +14,7 @@ from bas.data.metadata import load_metadata
 from bas.errors import DataError
 from bas.evaluate_maps import evaluate_score_maps, write_curve_csv
 
-# Lines copied from formats.md (real wsolevaluation metadata).
+# Lines as in docs/method.md §10 (real wsolevaluation metadata).
 CUB_IDS = [
     "001.Black_footed_Albatross/Black_Footed_Albatross_0046_18.jpg",
     "001.Black_footed_Albatross/Black_Footed_Albatross_0002_55.jpg",

@@ -1,7 +1,7 @@
 """Tests of bas.Localizer and ``bas predict``.
 
 The coordinate tests do not trust the code under test for the expected values: a stub model with a
-known map, whose original-image box is worked out by hand (BAS.md §5 geometry, docs/inference.md),
+known map, whose original-image box is worked out by hand (docs/method.md §5 geometry, docs/inference.md),
 and a model that echoes its input, so the predicted box must land on a rectangle drawn in the image.
 """
 

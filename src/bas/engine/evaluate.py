@@ -1,6 +1,6 @@
 """Evaluation loop: batched inference, then the paper's metrics and the standard protocol's.
 
-For every image the model's fused foreground map (``top_k`` classes, BAS.md §5) is min-max
+For every image the model's fused foreground map (``top_k`` classes, docs/method.md §5) is min-max
 normalised and upsampled to the network input (the crop in ``crop`` mode, the whole resized image
 in ``resize`` mode). From it:
 
@@ -324,7 +324,7 @@ def evaluate_split(
 def ten_crop_classification(
     model: nn.Module, cfg: dict[str, Any], split: str, device: str = "cpu", progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-1 / Top-5 correctness with softmax averaged over ten crops (BAS.md §5), in dataset order."""
+    """Top-1 / Top-5 correctness with softmax averaged over ten crops (docs/method.md §5), in dataset order."""
     from torch.utils.data import DataLoader
 
     from bas.data import build_dataset, collate, ten_crop_transform
