@@ -265,7 +265,7 @@ def test_import_bas_imports_no_torch_and_keeps_its_names():
     assert done.returncode == 0, done.stderr
     heavy, names, in_dir, module = done.stdout.strip().splitlines()
     assert heavy == "[]" and in_dir == "True" and module == "bas.predict"
-    public = "BASModel BASOutput Localizer Prediction __version__ build_model list_models load_checkpoint save_model"
+    public = "BASModel BASOutput Localizer Prediction __version__ build_model list_methods list_models load_checkpoint save_model"
     assert eval(names) == public.split()
 
 

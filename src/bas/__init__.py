@@ -18,6 +18,7 @@ _LAZY = {
     "Localizer": "bas.predict",
     "Prediction": "bas.predict",
     "build_model": "bas.models",
+    "list_methods": "bas.methods",
     "list_models": "bas.models",
     "load_checkpoint": "bas.checkpoints",
     "save_model": "bas.checkpoints",
@@ -30,6 +31,7 @@ __all__ = [
     "Prediction",
     "__version__",
     "build_model",
+    "list_methods",
     "list_models",
     "load_checkpoint",
     "save_model",
@@ -39,5 +41,6 @@ __getattr__, __dir__ = attach(__name__, _LAZY, globals())
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from __getattr__
     from bas.checkpoints import load_checkpoint, save_model
+    from bas.methods import list_methods
     from bas.models import BASModel, BASOutput, build_model, list_models
     from bas.predict import Localizer, Prediction
