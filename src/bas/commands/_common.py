@@ -30,8 +30,8 @@ import argparse
 import sys
 from typing import Any
 
-#: The dataset kinds of ``--dataset`` (:data:`bas.data.datasets.DATASET_KINDS`), for help texts.
-DATASET_KINDS_HELP = "cub (also the synthetic data), wsol, ilsvrc, bas_list or folder"
+#: The dataset kinds of ``--dataset`` (:data:`bas.data.DATASET_KINDS`), for help texts.
+DATASET_KINDS_HELP = "bas_list, cub, folder, ilsvrc, synthetic or wsol"
 
 
 class DeprecatedAlias(argparse.Action):
@@ -68,7 +68,7 @@ def match_choice(value: str, choices: list[str] | tuple[str, ...], what: str) ->
 
 def dataset_kind(value: str) -> str:
     """``--dataset`` of the commands that read images: a kind of :func:`bas.data.build_dataset`."""
-    from bas.data.datasets import DATASET_KINDS
+    from bas.data import DATASET_KINDS
 
     return match_choice(value, DATASET_KINDS, "dataset")
 
