@@ -17,14 +17,6 @@ from typing import Any
 
 from bas.commands._common import add_dataset_arg, add_output_arg, map_dataset
 from bas.errors import ConfigError, DataError
-from bas.evaluate_maps import (
-    METADATA_FOLDER,
-    box_summary_name,
-    evaluate_score_maps,
-    write_curve_csv,
-)
-from bas.io import write_json
-from bas.metrics import iou_percent
 
 
 def results_file(value: str) -> Path:
@@ -81,6 +73,8 @@ def resolve_metadata_dir(
 ) -> Path:
     """The split folder: ``metadata`` itself, ``metadata/<split>`` or ``metadata/<dataset>/<split>``;
     ``<maps>/metadata`` when ``metadata`` is None."""
+    from bas.evaluate_maps import METADATA_FOLDER
+
     if metadata is None:
         saved = Path(maps) / METADATA_FOLDER
         if not (saved / "image_ids.txt").is_file():
@@ -105,6 +99,9 @@ def resolve_metadata_dir(
 
 def format_result(result: dict[str, Any]) -> str:
     """Human-readable lines of an :func:`bas.evaluate_maps.evaluate_score_maps` result."""
+    from bas.evaluate_maps import box_summary_name
+    from bas.metrics import iou_percent
+
     head = f"{result['dataset'] or 'maps'} {result.get('split', '')}".rstrip()
     lines = [f"{head}: {result['num_images']} images, threshold interval {result['interval']:g}"]
     if "map_size" in result:
@@ -124,6 +121,9 @@ def format_result(result: dict[str, Any]) -> str:
 
 
 def run_evaluate_maps(args: argparse.Namespace) -> int:
+    from bas.evaluate_maps import evaluate_score_maps, write_curve_csv
+    from bas.io import write_json
+
     if not 0 < args.interval <= 1:
         raise ConfigError(f"--interval must be in (0, 1], got {args.interval}")
     if any(not 0 < d <= 100 for d in args.iou):
