@@ -11,6 +11,7 @@ are bugs and always show their traceback.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import importlib
 import os
 import sys
@@ -33,15 +34,27 @@ COMMAND_MODULES = (
 )
 
 
+# Commands whose parser needs torch to be built (the dataset registry): only their one-line help is
+# registered unless the command line names them, so that `bas --help` and other commands stay fast.
+HEAVY_PARSERS = {"data": "inspect and validate datasets"}
+
+
+_ONE_LINE = contextvars.ContextVar("one_line_usage_errors", default=False)
+
+
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are the one-line ``error: ...`` of every other mistake
-    (argparse would print the usage and exit from inside ``parse_args``)."""
+    """An argument parser whose errors, under :func:`main`, are the one-line ``error: ...`` of every
+    other mistake (argparse prints the usage and exits, as it does for other callers)."""
 
     def error(self, message: str):
+        if not _ONE_LINE.get():
+            super().error(message)
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``bas`` parser; given ``argv``, the commands of :data:`HEAVY_PARSERS` it does not name
+    get only their one-line help."""
     from bas import __version__
 
     parser = Parser(
@@ -53,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
+        if argv is not None and name in HEAVY_PARSERS and name not in argv:
+            sub.add_parser(name, help=HEAVY_PARSERS[name])
+            continue
         importlib.import_module(f"bas.commands.{name}").add_parser(sub)
     return parser
 
@@ -60,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("BAS_DEBUG", "") not in ("", "0")
     try:
-        args = build_parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        token = _ONE_LINE.set(True)
+        try:
+            args = build_parser(argv).parse_args(argv)
+        finally:
+            _ONE_LINE.reset(token)
         debug = debug or args.debug
         code = args.func(args)
     except KeyboardInterrupt:

@@ -12,10 +12,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bas.commands._common import existing_file, positive_int
+from bas.commands._common import existing_file, match_choice, positive_int
 from bas.errors import CheckpointError
-from bas.models.bas import VARIANTS
-from bas.models.registry import list_models
+
+
+def _arch(value: str) -> str:
+    from bas.models.registry import list_models
+
+    return match_choice(value, list_models(), "architecture")
+
+
+def _variant(value: str) -> str:
+    from bas.models.bas import VARIANTS
+
+    return match_choice(value, VARIANTS, "variant")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,17 +36,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "'state_dict' or 'model', with module./model. prefixes or from Lightning; training state; ours) as "
         "one self-describing .safetensors file.",
     )
-    parser.add_argument("src", type=existing_file, help="checkpoint to read (.pth/.pth.tar/.pt/.safetensors)")
+    parser.add_argument("src", type=Path, help="checkpoint to read (.pth/.pth.tar/.pt/.safetensors)")
     parser.add_argument("dst", type=Path, help="file to write (.safetensors)")
     parser.add_argument(
-        "--arch", choices=list_models(), help="architecture (default: inferred from the keys)"
+        "--arch", type=_arch, help="architecture, one of bas.list_models() (default: inferred from the keys)"
     )
     parser.add_argument(
         "--num-classes", type=positive_int, help="number of classes (default: inferred from the shapes)"
     )
     parser.add_argument(
         "--variant",
-        choices=VARIANTS,
+        type=_variant,
+        metavar="{cvpr2022,ijcv2023}",
         help="classifier variant (default: ijcv2023 for IJCV files, cvpr2022 for other released files)",
     )
     parser.add_argument(
@@ -60,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_checkpoint(args.src, arch=args.arch, num_classes=args.num_classes, variant=args.variant)
     meta = model.meta
     class_names = read_class_names(Path(args.class_names)) if args.class_names else None
-    extra = {**meta.extra, "converted_from": {"file": Path(args.src).name, "source": meta.source}}
+    extra = {**meta.extra, "converted_from": {"file": args.src.name, "source": meta.source}}
     save_model(args.dst, model, class_names=class_names, extra=extra)
     print(
         f"wrote {args.dst}: {meta.method} {meta.arch}, {meta.num_classes} classes, variant {meta.variant}, "

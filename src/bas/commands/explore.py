@@ -6,11 +6,16 @@ import argparse
 from pathlib import Path
 
 from bas.commands._common import (
+    DATASET_KINDS_HELP,
     add_checkpoint_arg,
+    add_data_root_arg,
+    add_dataset_arg,
     add_device_args,
-    existing_dir,
+    add_output_arg,
+    add_test_mode_arg,
     positive_int,
     resolve_device,
+    trained_dataset,
 )
 from bas.errors import BASError
 
@@ -26,29 +31,17 @@ def add_parser(sub) -> None:
         "mask area. Writes explore.csv, explore_summary.csv, explore.json, explore.png.",
     )
     add_checkpoint_arg(p)
-    p.add_argument("--data", required=True, type=existing_dir, help="dataset root")
-    p.add_argument(
-        "--dataset",
-        default="cub",
-        help="cub (also the synthetic data) | wsol | ilsvrc | bas_list | folder (default: cub)",
-    )
+    add_data_root_arg(p, dest="data", required=True)
+    add_dataset_arg(p, help=f"{DATASET_KINDS_HELP} (default: the checkpoint's training dataset, else cub)")
     p.add_argument("--split", default="test", help="split (default: test)")
     p.add_argument(
-        "--num-images",
-        type=positive_int,
-        default=100,
-        help="images, spread evenly over the split (default: 100)",
+        "--num-images", type=int, default=100, help="images, spread evenly over the split (default: 100)"
     )
     p.add_argument(
         "--max-n", type=positive_int, default=6, help="largest step K: kernels 5, 10, ..., 5K (default: 6)"
     )
-    p.add_argument(
-        "--test-mode",
-        choices=("crop", "resize"),
-        default="crop",
-        help="crop: Resize + CenterCrop (paper, default); resize: Resize to the input size",
-    )
-    p.add_argument("--output", help="output folder (default: <checkpoint>_explore/<split>)")
+    add_test_mode_arg(p, default="crop")
+    add_output_arg(p, help="output folder (default: <checkpoint>_explore/<split>)")
     add_device_args(p)
     p.set_defaults(func=run)
 
@@ -68,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     transform = test_transform(
         meta["input_size"], meta["resize_size"], mode=args.test_mode, mean=meta["mean"], std=meta["std"]
     )
-    dataset = build_dataset(args.dataset, args.data, args.split, transform)
+    dataset = build_dataset(args.dataset or trained_dataset(meta), args.data, args.split, transform)
     if len(dataset) == 0:
         raise BASError(f"split {args.split!r} of {args.data} has no images")
     result = run_exploration(

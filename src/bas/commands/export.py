@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bas.commands._common import add_checkpoint_arg, positive_int
+from bas.commands._common import add_checkpoint_arg, add_top_k_arg, positive_int
 from bas.errors import BASError
 
 
@@ -25,11 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--input-size", type=positive_int, help="image side S (default: the checkpoint's input size)"
     )
-    p.add_argument(
-        "--top-k",
-        type=positive_int,
-        help="classes whose maps are fused in the graph (default: the checkpoint's)",
-    )
+    add_top_k_arg(p, help="classes whose maps are fused in the graph (default: the checkpoint's)")
     p.set_defaults(func=run)
 
 

@@ -9,9 +9,13 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from bas.commands._common import (
+    add_alias,
     add_checkpoint_arg,
     add_device_args,
-    fraction,
+    add_output_arg,
+    add_test_mode_arg,
+    add_threshold_arg,
+    add_top_k_arg,
     positive_int,
     resolve_device,
 )
@@ -36,16 +40,11 @@ def add_parser(sub) -> None:
         help="image files, folders (searched recursively for image files) or glob patterns",
     )
     add_checkpoint_arg(p)
-    p.add_argument("--output", default="bas_predictions", help="output folder (default: bas_predictions)")
-    p.add_argument(
-        "--top-k", type=positive_int, help="classes whose maps are fused (default: the checkpoint's)"
-    )
-    p.add_argument("--threshold", type=fraction, help="map threshold (default: the checkpoint's)")
-    p.add_argument(
-        "--no-crop",
-        action="store_true",
-        help="resize the whole image to the input size instead of Resize + CenterCrop",
-    )
+    add_output_arg(p, default="bas_predictions", help="output folder (default: bas_predictions)")
+    add_top_k_arg(p)
+    add_threshold_arg(p)
+    add_test_mode_arg(p, default="crop")
+    add_alias(p, "--no-crop", "--test-mode resize", "test_mode", nargs=0, const="resize")
     p.add_argument(
         "--batch-size", type=positive_int, default=16, help="images per forward pass (default: 16)"
     )
@@ -155,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
                     [image for _, _, image in loaded],
                     top_k=args.top_k,
                     threshold=args.threshold,
-                    crop=not args.no_crop,
+                    crop=args.test_mode == "crop",
                     batch_size=args.batch_size,
                 )
                 if loaded
