@@ -83,21 +83,14 @@ def step_fraction(text: str) -> float:
     return value
 
 
-def _existing(is_kind: Callable[[Path], bool], kind: str, other: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        path = Path(text)
-        if not is_kind(path):
-            raise argparse.ArgumentTypeError(
-                f"is a {other}, not a {kind}: {text}" if path.exists() else f"no such {kind}: {text}"
-            )
-        return text
-
-    parse.__name__ = f"existing {kind}"
-    return parse
-
-
-existing_file = _existing(Path.is_file, "file", "folder")  # a path that must be an existing file
-existing_dir = _existing(Path.is_dir, "folder", "file")  # a path that must be an existing folder
+def existing_file(text: str) -> str:
+    """A path that must be an existing file."""
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(
+            f"{'is a folder, not a file' if path.exists() else 'no such file'}: {text}"
+        )
+    return text
 
 
 #: The dataset kinds of ``--dataset`` (:data:`bas.data.DATASET_KINDS`), for help texts.
