@@ -1,14 +1,16 @@
 """Tests of bas.checkpoints and ``bas convert``.
 
-Every released checkpoint family of ``checkpoint_keys.json`` is rebuilt with random values of the
-exact keys and shapes, saved as the authors did, and loaded without hints. The expected placement
-of each tensor comes from BAS.md §2 / §8 (``expected_name``), not from the code under test.
+Every released checkpoint family of ``fixtures/checkpoint_keys.json.gz`` is rebuilt with random
+values of the exact keys and shapes, saved as the authors did, and loaded without hints. The
+expected placement of each tensor comes from docs/method.md §2 / §8 (``expected_name``), not from
+the code under test.
 Small models (MobileNetV1 with a 16-channel classifier) serve the format, error and CLI tests.
 """
 
 from __future__ import annotations
 
 import ast
+import gzip
 import json
 import math
 import os
@@ -41,7 +43,7 @@ from bas.errors import CheckpointError
 from bas.models.registry import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = json.loads((ROOT.parent / "shared" / "reference" / "checkpoint_keys.json").read_text())
+KEYS = json.loads(gzip.decompress((ROOT / "tests" / "fixtures" / "checkpoint_keys.json.gz").read_bytes()))
 FAMILIES = [(release, name) for release in ("cvpr2022", "ijcv2023") for name in KEYS[release]]
 ARCH = {"vgg": "vgg16", "resnet": "resnet50", "mobilenet": "mobilenet_v1", "inception": "inception_v3"}
 HEAD = {
@@ -49,9 +51,9 @@ HEAD = {
     "resnet": ("layer4.",),
     "mobilenet": ("model.12.", "model.13."),
     "inception": ("Mixed_7",),
-}  # BAS.md §2: the layers after the 28x28 map
+}  # docs/method.md §2: the layers after the 28x28 map
 IJCV_THRESHOLD = 0.37
-# BAS.md §4 inference defaults (threshold, top_k) of files that carry none.
+# docs/method.md §4 inference defaults (threshold, top_k) of files that carry none.
 PAPER_DEFAULTS = {
     ("cvpr2022", "CUB/vgg"): (0.15, 80),
     ("cvpr2022", "CUB/resnet"): (0.15, 200),
@@ -90,7 +92,7 @@ def random_tensor(shape: list[int], pool: torch.Tensor, gen: torch.Generator) ->
 
 
 def expected_name(family: str, key: str) -> str | None:
-    """Our parameter for an authors' key (BAS.md §2, §8); None for the ILSVRC duplicates."""
+    """Our parameter for an authors' key (docs/method.md §2, §8); None for the ILSVRC duplicates."""
     first, rest = key.split(".", 1)
     if "_copy" in first or first == "erase_branch":
         return None

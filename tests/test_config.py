@@ -10,7 +10,7 @@ from bas.config import config_dir, list_recipes, load_config
 from bas.engine.train import validate_config
 from bas.errors import ConfigError
 
-# BAS.md §4, IJCV 2023 table: recipe -> (alpha, beta, top_k, threshold, epochs, decay_every, batch).
+# docs/method.md §4, IJCV 2023 table: recipe -> (alpha, beta, top_k, threshold, epochs, decay_every, batch).
 IJCV = {
     "cub/vgg16": (0, 0.9, 80, 0.10, 120, 80, 32),
     "cub/resnet50": (0.5, 1.5, 200, 0.10, 120, 80, 32),
@@ -21,7 +21,7 @@ IJCV = {
     "ilsvrc/inception_v3": (1, 2.5, 1, 0.25, 9, 3, 128),
     "ilsvrc/mobilenet_v1": (0.5, 1.5, 1, 0.50, 9, 3, 128),
 }
-# BAS.md §4, CVPR 2022 paragraph (ILSVRC batch: the CVPR training script's 32 x 4).
+# docs/method.md §4, CVPR 2022 paragraph (ILSVRC batch: the CVPR training script's 32 x 4).
 CVPR = {
     "cvpr2022/cub/vgg16": (0, 0.7, 80, 0.15, 100, 80, 32),
     "cvpr2022/cub/resnet50": (0.5, 1.2, 200, 0.15, 100, 80, 32),

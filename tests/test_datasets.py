@@ -1,6 +1,6 @@
 """Datasets of every annotation format, collate, DataLoader workers and ``bas data check``.
 
-Every dataset is written in tmp_path with lines exactly like the samples of formats.md (last line
+Every dataset is written in tmp_path with lines exactly like the samples of docs/method.md §10 (last line
 without a newline, the literal double backslash of val_gt.txt, ``;`` separators).
 """
 

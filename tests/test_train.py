@@ -73,7 +73,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_parameter_groups_of_resnet50():
-    """BAS.md §4: backbone weights 1x, backbone biases 2x, classifier+generator weights 10x, biases 20x."""
+    """docs/method.md §4: backbone weights 1x, backbone biases 2x, classifier+generator weights 10x, biases 20x."""
     model = build_model("resnet50", 5, hidden=8)
     cfg = load_config("cub/resnet50")
     optimizer = build_optimizer(model, cfg["optim"])

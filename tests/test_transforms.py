@@ -1,4 +1,4 @@
-"""Box, mask and image arithmetic of bas.data.transforms against BAS.md section 5."""
+"""Box, mask and image arithmetic of bas.data.transforms against docs/method.md §5."""
 
 from __future__ import annotations
 

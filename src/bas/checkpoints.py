@@ -6,7 +6,7 @@ header metadata (architecture, class count, variant, class names, preprocessing,
 threshold and top-k, training config and final metrics). :func:`save_model` writes it,
 :func:`load_checkpoint` reads it back as a ready model.
 
-:func:`load_checkpoint` also reads every family of released BAS checkpoints (BAS.md §8), in the
+:func:`load_checkpoint` also reads every family of released BAS checkpoints (docs/method.md §8), in the
 legacy or the zip serialisation, and infers what the file does not say:
 
 * CVPR 2022 CUB files: a plain state dict with the authors' top-level names (``conv4_3.weight``,
@@ -62,7 +62,7 @@ TRAINING_STATE_FORMAT = "bas-wsol-training-state"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Inference defaults of the papers (BAS.md §4): (variant, dataset) -> arch -> (threshold, top_k).
+# Inference defaults of the papers (docs/method.md §4): (variant, dataset) -> arch -> (threshold, top_k).
 # The dataset is guessed from the class count; ResNet-family networks use the ResNet50 entry.
 INFERENCE_DEFAULTS: dict[tuple[str, str], dict[str, tuple[float, int]]] = {
     ("ijcv2023", "CUB"): {
@@ -367,7 +367,7 @@ def load_training_state(
 
 
 def load_imagenet_weights(model: BASModel, path: str | Path | None = None) -> None:
-    """Initialise the backbone (``mid`` and ``head``) from ImageNet weights (BAS.md §4), in place.
+    """Initialise the backbone (``mid`` and ``head``) from ImageNet weights (docs/method.md §4), in place.
 
     ``path=None`` takes torchvision's ``IMAGENET1K_V1`` weights of the architecture through the
     torchvision API (downloaded once into ``torch.hub.get_dir()/checkpoints``). For ResNet50 that

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bas._optional import require
 from bas.io import atomic_path
 from bas.localization import localization_maps
 from bas.models.cam import CAMModel
@@ -118,7 +119,7 @@ def export_model(
 def _export_onnx(
     module: nn.Module, example: torch.Tensor, path: Path, opset: int, metadata: dict[str, Any]
 ) -> None:
-    import onnx
+    onnx = require("onnx", "export", "ONNX export")
 
     dynamic = {name: {0: "batch"} for name in (*INPUT_NAMES, *OUTPUT_NAMES)}
     with warnings.catch_warnings():
@@ -154,7 +155,7 @@ def read_export_metadata(path: str | Path) -> dict[str, Any]:
     """The metadata stored in an exported ONNX or TorchScript file."""
     path = Path(path)
     if path.suffix == ".onnx":
-        import onnx
+        onnx = require("onnx", "export", "reading an ONNX file's metadata")
 
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         return json.loads(props.get(METADATA_KEY, "{}"))

@@ -70,6 +70,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def path_inside(folder: str | Path, name: str, suffix: str = "") -> Path:
+    """``<folder>/<name><suffix>`` for a relative ``name`` (an image id, a relative input path).
+
+    Raises :class:`bas.errors.DataError` when ``name`` is empty, absolute or holds a ``..`` part,
+    so that an output named after it cannot land outside ``folder``.
+    """
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    from bas.errors import DataError
+
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if not name or PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or ".." in parts:
+        raise DataError(
+            f"name {name!r} must be a relative path without '..' to stay inside the folder", folder
+        )
+    return Path(folder) / f"{name}{suffix}"
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
     with atomic_open(path, "w", encoding="utf-8") as fh:

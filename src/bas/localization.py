@@ -1,4 +1,4 @@
-"""From foreground maps to normalised maps, boxes and masks (BAS.md §5).
+"""From foreground maps to normalised maps, boxes and masks (docs/method.md §5).
 
 Conventions:
 

@@ -1,4 +1,4 @@
-"""BAS loss terms (BAS.md §3, step 6) and their variants.
+"""BAS loss terms (docs/method.md §3, step 6) and their variants.
 
 ``total = cls + alpha * fg_cls + bas + beta * area`` with, per sample then averaged over the batch,
 

@@ -291,3 +291,50 @@ class Localizer:
                 )
             )
         return predictions
+
+
+def write_prediction_files(
+    out_dir: str | Path,
+    name: str,
+    image: Any,
+    pred: Prediction,
+    *,
+    maps: bool = False,
+    masks: bool = False,
+) -> dict[str, str]:
+    """The per-image outputs of ``bas predict``, all at the image's resolution, named after ``name``
+    (a relative path without extension, kept inside ``out_dir``):
+
+    * ``overlays/<name>.png``: the heatmap blended over the image, the box in red, the class;
+    * with ``maps``: ``heatmaps/<name>.png`` (the colour-mapped map) and ``maps/<name>.npy``
+      (the raw map, float16 in [0, 1]);
+    * with ``masks``: ``masks/<name>.png`` (the mask, 255 inside, 0 outside).
+
+    Returns ``{"overlay": path, "heatmap": ..., "map": ..., "mask": ...}`` relative to ``out_dir``
+    (the files written).
+    """
+    from bas.io import atomic_open, path_inside
+    from bas.visualize import save_heatmap, save_mask, save_overlay
+
+    out_dir = Path(out_dir)
+    files = {"overlay": path_inside(out_dir / "overlays", name, ".png")}
+    if maps:
+        files["heatmap"] = path_inside(out_dir / "heatmaps", name, ".png")
+        files["map"] = path_inside(out_dir / "maps", name, ".npy")
+    if masks:
+        files["mask"] = path_inside(out_dir / "masks", name, ".png")
+    save_overlay(
+        files["overlay"],
+        image,
+        pred.map,
+        pred_boxes=[pred.box],
+        title=f"{pred.class_name} ({pred.score:.2f})"[:40],
+        pred_label=f"{pred.class_name} ({pred.score:.2f})"[:40],
+    )
+    if maps:
+        save_heatmap(files["heatmap"], pred.map)
+        with atomic_open(files["map"], "wb") as fh:
+            np.save(fh, pred.map.astype(np.float16))
+    if masks:
+        save_mask(files["mask"], pred.mask)
+    return {key: path.relative_to(out_dir).as_posix() for key, path in files.items()}

@@ -13,7 +13,7 @@ Boxes are ``XYXY`` in continuous pixel coordinates of the image they belong to: 
 
 * ``Resize((R, R))`` of a ``W x H`` image maps ``x -> x * R / W`` and ``y -> y * R / H``;
 * ``CenterCrop(C)`` after it subtracts ``(R - C) / 2`` (16 for 256 -> 224), which is exactly the
-  BAS formula ``x' = x * 256 / W - 16`` (BAS.md section 5);
+  BAS formula ``x' = x * 256 / W - 16`` (docs/method.md §5);
 * a horizontal flip maps ``x -> W - x`` (so ``[x0, x1]`` becomes ``[W - x1, W - x0]``).
 
 After the geometric steps every pipeline clamps the boxes to the image (``[0, W] x [0, H]``).
@@ -22,7 +22,7 @@ box on the border, so that the number and order of boxes always match the annota
 box can never reach IoU 0.5 with a predicted box, which is the right outcome for an object the crop
 cut away; code that wants only visible boxes can filter ``(x1 > x0) & (y1 > y0)``.
 
-The standard protocol (BAS.md section 6) resizes ground-truth boxes with ``int(x * 224 / W)``;
+The standard protocol (docs/method.md §6) resizes ground-truth boxes with ``int(x * 224 / W)``;
 :func:`test_transform` with ``mode="resize"`` returns the un-truncated ``x * 224 / W`` and leaves
 the truncation to the evaluator.
 """

@@ -1,4 +1,4 @@
-"""Optimiser and schedule of both papers (BAS.md §4).
+"""Optimiser and schedule of both papers (docs/method.md §4).
 
 SGD with nesterov momentum and four parameter groups: backbone weights (1x lr), backbone biases
 (2x), weights of the new layers — the classifier and the generator — (10x) and their biases (20x).

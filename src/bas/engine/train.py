@@ -38,6 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bas import checkpoints
+from bas._optional import optional
 from bas.config import dump_config
 from bas.engine import distributed as D
 from bas.engine.data import eval_loader, make_dataset_split, per_rank_batch_size, train_loader
@@ -320,13 +321,9 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / LOG, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, default=float) + "\n")
-        if self._tb is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is an optional dependency
-                self._tb = False
-            else:
-                self._tb = SummaryWriter(str(self.out_dir / "tb"))
+        if self._tb is None:  # TensorBoard events only with the 'tensorboard' extra
+            tensorboard = optional("torch.utils.tensorboard")
+            self._tb = tensorboard.SummaryWriter(str(self.out_dir / "tb")) if tensorboard else False
         if self._tb:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("step", "epoch"):

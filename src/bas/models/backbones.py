@@ -1,6 +1,6 @@
 """Backbones split into ``mid`` (input -> stride-8 feature map) and ``head`` (-> stride-16 map).
 
-Every backbone keeps the paper's geometry (BAS.md §2): at 224x224 input the ``mid`` output, which
+Every backbone keeps the paper's geometry (docs/method.md §2): at 224x224 input the ``mid`` output, which
 feeds the generator and is erased by the AMC, is 28x28, and the ``head`` output, which feeds the
 classifier, is 14x14. Parameter names inside ``mid`` and ``head`` are the authors' top-level names
 (``conv4_3``, ``layer3``, ``model.11``, ``Mixed_6e`` ...), so a released checkpoint maps onto this

@@ -1,5 +1,5 @@
 """The BAS model: one implementation of the generator, the Activation Map Constraint and the outputs
-over any backbone split (BAS.md §2-§3).
+over any backbone split (docs/method.md §2-§3).
 
 Batched tensor code throughout: no Python loop over the batch, no module copy per step, no device
 assumption. The erase branch re-evaluates ``head`` and ``classifier`` through
