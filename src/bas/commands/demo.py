@@ -14,11 +14,12 @@ from pathlib import Path
 
 from bas.commands._common import add_config_args, add_device_args, resolve_device
 
-#: Why the demo evaluates the final model rather than the trainer's ``best.safetensors``.
-WHY_FINAL = (
-    "the final model, as `bas benchmark synthetic` evaluates it; the trainer's best.safetensors is "
-    "chosen on a val split of 40 images, where early maps can score well before the classifier has learnt"
-)
+#: Why the demo evaluates the checkpoint it does (the benchmark file's ``checkpoint`` setting).
+WHY = {
+    "final": "the final model, as `bas benchmark synthetic` evaluates it; the trainer's best.safetensors "
+    "is chosen on a val split of 40 images, where early maps can score well before the classifier has learnt",
+    "best": "the trainer's best on val, as the benchmark file asks (checkpoint: best)",
+}
 
 
 def add_parser(sub) -> None:
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = {
         "path": str(bas.checkpoint),
         "epoch": final_meta.get("epoch"),
-        "why": WHY_FINAL,
+        "why": WHY[bench.checkpoint],
         "trainer_best": {
             "path": str(best_path) if best_meta else None,
             "epoch": best_meta.get("epoch"),
@@ -153,12 +154,13 @@ def run(args: argparse.Namespace) -> int:
     )
     print()
     epoch = f" (epoch {checkpoint['epoch']})" if checkpoint["epoch"] is not None else ""
-    print(f"evaluated checkpoint: {bas.checkpoint}{epoch}: {WHY_FINAL}")
+    print(f"evaluated checkpoint: {bas.checkpoint}{epoch}: {checkpoint['why']}")
     tb = checkpoint["trainer_best"]
-    if tb["path"]:
+    if tb["path"] and tb["path"] != str(bas.checkpoint):
+        score = f" {tb['val']:.2f}" if isinstance(tb["val"], (int, float)) else ""
         print(
             f"not evaluated: {tb['path']} (the trainer's best: epoch {tb['epoch']}, "
-            f"val {tb['select_metric']} {tb['val']:.2f})"
+            f"val {tb['select_metric']}{score})"
         )
     for path in files:
         print(f"wrote {path}")
