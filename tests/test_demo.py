@@ -3,6 +3,7 @@ what was evaluated."""
 
 import json
 
+import pytest
 import yaml
 
 from bas.cli import main
@@ -34,6 +35,7 @@ def test_demo_and_benchmark_read_one_recipe(tmp_path):
     assert cam == ref
 
 
+@pytest.mark.slow
 def test_demo_quick_compare_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     argv = ["demo", "--quick", "--compare", "--seed", "1", "--threads", "1", "--output", str(out)]

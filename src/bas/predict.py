@@ -33,8 +33,8 @@ from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from bas.data.datasets import open_rgb
 from bas.data.transforms import IMAGENET_MEAN, IMAGENET_STD, default_resize_size, test_transform
+from bas.io import read_image
 from bas.localization import localization_maps, maps_to_boxes, maps_to_masks, upsample_maps
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
@@ -128,7 +128,7 @@ def load_image(image: ImageInput) -> torch.Tensor:
         or type.
     """
     if isinstance(image, (str, os.PathLike)):
-        image = open_rgb(image)
+        image = read_image(image)
     if isinstance(image, Image.Image):
         return v2.functional.pil_to_tensor(image.convert("RGB"))
     if isinstance(image, np.ndarray):
@@ -157,10 +157,10 @@ def _default_device() -> str:
 
 
 class Localizer:
-    """A BAS model with its preprocessing and inference defaults.
+    """A model of any method with its preprocessing and inference defaults.
 
     Args:
-        model: a :class:`bas.models.BASModel` (or any module with the same ``forward`` contract).
+        model: a model of :func:`bas.build_model` (or any module with the same ``forward`` contract).
         input_size: network input side ``C``; resize_size: side ``R`` resized to before the crop.
         mean, std: input normalisation. class_names: one name per class, or None.
         threshold, top_k: defaults of :meth:`predict`. device: where the model runs (the model is
@@ -206,16 +206,16 @@ class Localizer:
 
         device = device or _default_device()
         model = load_checkpoint(path, map_location=device)
-        meta = model.bas_meta
+        meta = model.meta  # complete after loading: threshold and top_k are set
         return cls(
             model,
-            input_size=meta["input_size"],
-            resize_size=meta["resize_size"],
-            mean=meta["mean"],
-            std=meta["std"],
-            class_names=meta["class_names"],
-            threshold=model.default_threshold,
-            top_k=model.default_top_k,
+            input_size=meta.input_size,
+            resize_size=meta.resize_size,
+            mean=meta.mean,
+            std=meta.std,
+            class_names=meta.class_names,
+            threshold=meta.threshold,
+            top_k=meta.top_k,
             device=device,
         )
 

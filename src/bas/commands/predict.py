@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -114,8 +113,7 @@ def overlay_names(names: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from bas.data.datasets import open_rgb
-    from bas.io import atomic_open
+    from bas.io import atomic_open, read_image, to_json
     from bas.predict import Localizer, write_prediction_files
 
     if args.batch_size < 1:
@@ -138,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             loaded = []
             for (path, _), overlay_name in chunk:
                 try:
-                    loaded.append((path, overlay_name, open_rgb(path)))
+                    loaded.append((path, overlay_name, read_image(path)))
                 except BASError as exc:
                     skipped.append(str(exc))
                     tqdm.write(f"skipped {exc}", file=sys.stderr)
@@ -163,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
                     masks=args.save_masks,
                 )
                 record = {"path": str(path), **pred.to_json(), **outputs}
-                jsonl.write(json.dumps(record) + "\n")
+                jsonl.write(to_json(record) + "\n")
                 written += 1
             bar.update(len(chunk))
     bar.close()
