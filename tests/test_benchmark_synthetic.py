@@ -80,13 +80,13 @@ def test_whole_image_baseline_on_hand_made_boxes():
         np.array([[0, 0, 6, 9]]),
     ]
     out = whole_image_boxacc(gt, [(10, 10)] * 4)
-    assert out["MaxBoxAcc"] == {30: 75.0, 50: 75.0, 70: 50.0}
+    assert out["MaxBoxAcc"] == {0.3: 75.0, 0.5: 75.0, 0.7: 50.0}
     assert out["MaxBoxAccV2"] == pytest.approx(200 / 3)
     # the best of an image's boxes counts; the image's own size matters (20 x 10: IoU 0.5)
     out = whole_image_boxacc(
         [np.array([[0, 0, 1, 1], [5, 5, 9, 9]]), np.array([[0, 0, 9, 9]])], [(10, 10), (10, 20)]
     )
-    assert out["MaxBoxAcc"] == {30: 50.0, 50: 50.0, 70: 0.0}
+    assert out["MaxBoxAcc"] == {0.3: 50.0, 0.5: 50.0, 0.7: 0.0}
 
 
 def test_run_metrics_keeps_masks_metrics_when_present():
@@ -150,9 +150,9 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     doc = json.loads((out / "results.json").read_text())
     assert list(doc["methods"]) == ["CAM", "BAS"]
     assert 0.0 <= doc["whole_image"]["MaxBoxAccV2"] <= 100.0 and set(doc["whole_image"]["MaxBoxAcc"]) == {
-        "30",
-        "50",
-        "70",
+        "0.3",
+        "0.5",
+        "0.7",
     }
     assert doc["cpu_seconds"] > 0 and doc["threads"] >= 1
     for entry in doc["methods"].values():

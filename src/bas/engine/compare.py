@@ -247,19 +247,20 @@ def run_metrics(result: dict[str, Any]) -> dict[str, float]:
 
 
 def whole_image_boxacc(
-    gt_boxes: list[np.ndarray], sizes: list[tuple[int, int]], iou_thresholds=(30, 50, 70)
+    gt_boxes: list[np.ndarray], sizes: list[tuple[int, int]], iou_thresholds=(0.3, 0.5, 0.7)
 ) -> dict[str, Any]:
     """MaxBoxAcc of the box that covers the whole image, what a constant map scores.
 
     ``gt_boxes``: per image an (M, 4) array of ``[x0, y0, x1, y1]`` (inclusive corners, as
-    :mod:`bas.metrics`); ``sizes``: per image ``(height, width)``. Returns ``{"MaxBoxAcc":
-    {iou: accuracy}, "MaxBoxAccV2": mean}`` in percent.
+    :mod:`bas.metrics`); ``sizes``: per image ``(height, width)``; ``iou_thresholds``: fractions.
+    Returns ``{"MaxBoxAcc": {iou: accuracy}, "MaxBoxAccV2": mean}``, accuracies in percent, keyed
+    like the evaluator's.
     """
-    from bas.metrics import best_iou
+    from bas.metrics import best_iou, iou_fractions
 
     whole = np.array([[0, 0, w - 1, h - 1] for h, w in sizes], dtype=np.float64).reshape(-1, 4)
     ious = best_iou(whole, gt_boxes)
-    acc = {int(d): 100.0 * float(np.mean(ious >= d / 100)) for d in iou_thresholds}
+    acc = {d: 100.0 * float(np.mean(ious >= d)) for d in iou_fractions(iou_thresholds)}
     return {"MaxBoxAcc": acc, "MaxBoxAccV2": float(np.mean(list(acc.values())))}
 
 
