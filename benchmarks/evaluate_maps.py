@@ -70,7 +70,7 @@ def make_split(root: Path, kind: str, n: int, seed: int) -> tuple[Path, Path]:
         width, height = (int(v) for v in rng.integers(300, 501, 2))
         bw, bh = rng.uniform(0.2, 0.9) * width, rng.uniform(0.2, 0.9) * height
         x0, y0 = rng.uniform(0, width - bw), rng.uniform(0, height - bh)
-        box = (round(x0, 1), round(y0, 1), round(x0 + bw, 1), round(y0 + bh, 1))
+        box = (int(x0), int(y0), int(x0 + bw), int(y0 + bh))  # integers, as in the standard metadata
         scoremap = (realistic_map if kind == "realistic" else noisy_map)(rng, box, width, height)
         path = maps_dir / f"{image_id}.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,7 +199,7 @@ def read_metadata(split: Path) -> tuple[list[str], dict[str, list[tuple[int, ...
     boxes: dict[str, list[tuple[int, ...]]] = {i: [] for i in ids}
     for line in split.joinpath("localization.txt").read_text().split():
         image_id, *box = line.split(",")
-        boxes[image_id].append(wsol_resized_box([float(v) for v in box], sizes[image_id]))
+        boxes[image_id].append(wsol_resized_box([int(v) for v in box], sizes[image_id]))
     return ids, boxes
 
 
