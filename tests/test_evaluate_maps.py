@@ -327,3 +327,214 @@ def test_write_curve_csv_for_masks(mask_dataset, tmp_path):
     rows = list(csv.reader((tmp_path / "pr.csv").open()))
     assert rows[0] == ["threshold", "precision", "recall", "iou"]
     assert [r[0] for r in rows[1:]] == ["0", "0.25", "0.5", "0.75", "1"]
+
+
+# ----------------------------------------------------------------------------- map sizes, contour mode
+
+
+def test_any_square_map_size_scales_the_boxes_from_the_image_size(box_dataset):
+    # 448 -> 112: the box [100, 100, 299, 299] becomes [trunc(25.0), trunc(25.0), trunc(74.75), trunc(74.75)]
+    maps = box_dataset / "maps"
+    small = np.zeros((112, 112), dtype=np.float32)
+    small[25:74, 25:74] = 1.0  # boundingRect: x 25, w 49 -> box [25, 25, 74, 74], IoU 1
+    for image_id in BOX_IDS:
+        np.save(maps / f"{image_id}.npy", small)
+    result = evaluate_score_maps(maps, box_dataset / "metadata/CUB/test", "CUB", interval=0.1, num_workers=1)
+    assert result["map_size"] == 112
+    assert result["MaxBoxAcc"] == pytest.approx({0.3: 100.0, 0.5: 100.0, 0.7: 100.0})
+    np.save(maps / f"{BOX_IDS[2]}.npy", np.zeros((224, 224), np.float32))  # sizes must agree
+    with pytest.raises(DataError, match=r"expected \(112, 112\)"):
+        evaluate_score_maps(maps, box_dataset / "metadata/CUB/test", "CUB", interval=0.1)
+    np.save(maps / f"{BOX_IDS[2]}.npy", np.zeros((112, 100), np.float32))
+    with pytest.raises(DataError, match="square"):
+        evaluate_score_maps(maps, box_dataset / "metadata/CUB/test", "CUB", interval=0.1)
+
+
+@pytest.fixture
+def two_blob_dataset(tmp_path):
+    """One 224x224 image whose box is on the smaller of two blobs: only multi-contour finds it."""
+    meta = tmp_path / "meta"
+    write_split(meta, ["x.jpg"], [0], ["224,224"], ["x.jpg,100,100,139,139"])
+    scoremap = block_map((10, 60), (10, 60))  # the largest contour, far from the box
+    scoremap[100:139, 100:139] = 1.0  # boundingRect x 100, w 39: the box exactly
+    (tmp_path / "maps").mkdir()
+    np.save(tmp_path / "maps" / "x.jpg.npy", scoremap)
+    return tmp_path
+
+
+def test_multi_contour_is_the_default_and_names_the_mean(two_blob_dataset, capsys):
+    base = ["evaluate-maps", "--maps", str(two_blob_dataset / "maps"), "--metadata"]
+    base += [str(two_blob_dataset / "meta"), "--interval", "0.1", "--workers", "1"]
+    outputs = {}
+    for flag in ("", "--multi-contour", "--largest-contour"):
+        out = two_blob_dataset / f"r{flag}.json"
+        assert main([*base, *([flag] if flag else []), "--output", str(out)]) == 0
+        outputs[flag] = (json.loads(out.read_text()), capsys.readouterr().out)
+    default, printed = outputs[""]
+    assert outputs["--multi-contour"][0] == default
+    assert default["multi_contour"] is True and "MaxBoxAccV2: 100.00" in printed
+    assert default["MaxBoxAccV2"] == 100.0 and "MaxBoxAcc (largest contour)" not in default
+    largest, printed = outputs["--largest-contour"]
+    assert "MaxBoxAccV2" not in largest and "MaxBoxAccV2" not in printed
+    assert "MaxBoxAcc (largest contour): 0.00" in printed
+    assert largest["MaxBoxAcc (largest contour)"] == 0.0 and largest["multi_contour"] is False
+
+
+def test_box_summary_name():
+    from bas.evaluate_maps import box_summary_name
+
+    assert box_summary_name(True, (0.3, 0.5, 0.7)) == "MaxBoxAccV2"
+    assert box_summary_name(False, [0.3, 0.5, 0.7]) == "MaxBoxAcc (largest contour)"
+    assert box_summary_name(True, (0.5,)) == "MaxBoxAcc (multi-contour, IoU 50)"
+    assert box_summary_name(False, (0.5, 0.75)) == "MaxBoxAcc (largest contour, IoU 50/75)"
+
+
+# ----------------------------------------------------------------------------- the round trip
+
+
+@pytest.fixture(scope="module")
+def tiny_model_and_data(tmp_path_factory):
+    import torch
+
+    import bas
+    from bas.checkpoints import save_model
+    from bas.data.synthetic import make_dataset
+
+    root = tmp_path_factory.mktemp("roundtrip")
+    data = make_dataset(root / "data", num_classes=2, images_per_class=8, image_size=64, seed=0)
+    checkpoint = root / "tiny.safetensors"
+    torch.manual_seed(0)
+    model = bas.build_model("resnet18", 2, hidden=32)
+    save_model(checkpoint, model, threshold=0.5, top_k=1, input_size=48, resize_size=56)
+    return data, checkpoint
+
+
+def evaluate_args(data, checkpoint, out, *extra):
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--data", str(data), "--dataset", "cub"]
+    args += ["--split", "test", "--output", str(out), "--set", "data.workers=0", "--no-progress"]
+    return [*args, "--set", "eval.interval=0.05", *extra]
+
+
+@pytest.mark.parametrize("multi_contour", [True, False])
+def test_evaluate_save_maps_then_evaluate_maps_give_the_same_numbers(
+    tiny_model_and_data, tmp_path, capsys, multi_contour
+):
+    data, checkpoint = tiny_model_and_data
+    saved, out = tmp_path / "saved", tmp_path / "eval"
+    extra = [] if multi_contour else ["--set", "eval.multi_contour=false"]
+    assert (
+        main(evaluate_args(data, checkpoint, out, "--save-maps", str(saved), "--save-vis", "2", *extra)) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "note: --save-maps" in printed and "48x48, no crop" in printed  # the switch is stated
+    # the standard layout: one map per image id, of the model's input size, and the metadata
+    ids = (saved / "metadata" / "image_ids.txt").read_text().split()
+    assert len(ids) >= 4
+    for name in ("class_labels.txt", "image_sizes.txt", "localization.txt"):
+        assert (saved / "metadata" / name).is_file()
+    assert all(np.load(saved / f"{i}.npy").shape == (48, 48) for i in ids)
+    evaluated = json.loads((out / "metrics.json").read_text())
+    from PIL import Image
+
+    overlays = sorted((out / "vis").rglob("*.png"))
+    assert len(overlays) == 2  # the --save-vis images, at the photo's 64x64, not the 48x48 input
+    for path in overlays:
+        with Image.open(path) as im:
+            assert im.size == (64, 64)
+
+    result_file = tmp_path / "maps.json"
+    args = ["evaluate-maps", "--maps", str(saved), "--interval", "0.05", "--output", str(result_file)]
+    assert main([*args, *([] if multi_contour else ["--largest-contour"])]) == 0
+    from_maps = json.loads(result_file.read_text())
+    name = "MaxBoxAccV2" if multi_contour else "MaxBoxAcc (largest contour)"
+    assert name in evaluated and name in from_maps
+    assert ("MaxBoxAccV2" in evaluated) == ("MaxBoxAccV2" in from_maps) == multi_contour
+    assert from_maps[name] == pytest.approx(evaluated[name], abs=1e-9)
+    assert from_maps["MaxBoxAcc"] == pytest.approx(evaluated["MaxBoxAcc"], abs=1e-9)
+    assert from_maps["best_threshold"] == pytest.approx(evaluated["MaxBoxAcc_threshold"])
+    assert from_maps["num_images"] == evaluated["num_images"] == len(ids)
+    # and the whole curve, threshold by threshold
+    with open(out / "maxboxacc_curve.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    curve = from_maps_curve(saved, multi_contour)
+    for row, (t, *accs) in zip(rows, curve, strict=True):
+        assert float(row["threshold"]) == pytest.approx(t)
+        assert [float(row[f"box_acc_{d}"]) for d in (30, 50, 70)] == pytest.approx(accs)
+
+
+def from_maps_curve(saved, multi_contour):
+    result = evaluate_score_maps(saved, saved / "metadata", interval=0.05, multi_contour=multi_contour)
+    acc = result["curve"]["accuracy"]
+    return [(t, acc[0.3][i], acc[0.5][i], acc[0.7][i]) for i, t in enumerate(result["curve"]["thresholds"])]
+
+
+def test_save_maps_with_an_explicit_crop_mode_is_refused(tiny_model_and_data, tmp_path, capsys):
+    data, checkpoint = tiny_model_and_data
+    args = evaluate_args(data, checkpoint, tmp_path / "e", "--save-maps", str(tmp_path / "s"))
+    assert main([*args, "--test-mode", "crop"]) == 2
+    assert "--test-mode resize" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_evaluate_maps_without_metadata_says_what_is_missing(box_dataset, capsys):
+    assert main(["evaluate-maps", "--maps", str(box_dataset / "maps")]) == 2
+    assert "metadata/image_ids.txt" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- threshold curves
+
+
+def test_the_paper_curve_follows_eval_interval_and_the_box_machinery():
+    import torch
+
+    from bas.engine.evaluate import BatchPrediction, Evaluator
+    from bas.metrics import BoxEvaluator
+
+    rng = np.random.default_rng(0)
+    low = torch.from_numpy(rng.random((12, 1, 7, 7))).float()
+    maps = torch.nn.functional.interpolate(low, size=(56, 56), mode="bilinear")[:, 0]
+    maps = (maps - maps.amin((1, 2), keepdim=True)) / (
+        maps.amax((1, 2), keepdim=True) - maps.amin((1, 2), keepdim=True)
+    )
+    boxes = [torch.tensor([[5.0, 8.0, 40.0, 50.0]]) for _ in range(12)]
+    labels = torch.tensor([0, 1] * 6)
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 0] * 6), 2).float()  # half right
+    pred = BatchPrediction(logits, maps, labels, boxes, None, None, [str(i) for i in range(12)])
+    evaluator = Evaluator(2, threshold=0.3, interval=0.05)
+    evaluator.update(pred)
+    curve = evaluator.paper_curve()
+    assert len(curve["threshold"]) == 20 and curve["threshold"][1] == pytest.approx(0.05)
+    reference = BoxEvaluator((0.5,), interval=0.05, multi_contour=False, num_workers=1)
+    reference.accumulate(maps.numpy(), [b.numpy() for b in boxes])
+    np.testing.assert_allclose(curve["gt_known_loc"], reference.compute()["curve"]["accuracy"][0.5])
+    right = BoxEvaluator((0.5,), interval=0.05, multi_contour=False, num_workers=1)
+    right.accumulate(maps.numpy()[::2], [b.numpy() for b in boxes[::2]])
+    np.testing.assert_allclose(curve["top1_loc"], right.compute()["curve"]["accuracy"][0.5] / 2)
+    assert 0 < curve["gt_known_loc"].max() and curve["gt_known_loc"].min() < 100
+
+
+def test_curves_mark_the_chosen_threshold(tmp_path):
+    from PIL import Image
+
+    from bas.visualize import save_curve
+
+    t = np.arange(0, 1, 0.1)
+    plain = save_curve(tmp_path / "a.png", t, {"IoU >= 0.50": t * 50}, chosen={}, mark_max=False)
+    marked = save_curve(tmp_path / "b.png", t, {"IoU >= 0.50": t * 50}, chosen={"threshold used": 0.35})
+    with Image.open(plain) as a, Image.open(marked) as b:
+        assert a.size == b.size
+        assert np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).sum() > 0
+
+
+def test_write_metadata_reads_back_exactly(tmp_path):
+    from bas.evaluate_maps import write_metadata
+
+    boxes = np.array([[60, 27.3, 385, 331], [1.5, 2, 3, 4]], dtype=np.float32)
+    entries = [("a,b/x.jpg", 3, (500, 335), boxes), ("c/y.jpg", 0, (10, 20), np.array([[0, 0, 9, 19]]))]
+    write_metadata(tmp_path / "meta", entries)
+    meta = load_metadata(tmp_path / "meta")
+    assert meta.image_ids == ["a,b/x.jpg", "c/y.jpg"] and meta.labels == {"a,b/x.jpg": 3, "c/y.jpg": 0}
+    assert meta.sizes == {"a,b/x.jpg": (500, 335), "c/y.jpg": (10, 20)}
+    np.testing.assert_array_equal(meta.boxes["a,b/x.jpg"], boxes.astype(np.float64))
+    with pytest.raises(DataError, match="line break"):
+        write_metadata(tmp_path / "bad", [("x\ny.jpg", 0, (1, 1), np.zeros((1, 4)))])

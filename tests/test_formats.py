@@ -80,7 +80,7 @@ def _wsol(root: Path, bad: str) -> tuple[Path, dict]:
 
 def _ilsvrc(root: Path, bad: str) -> tuple[Path, dict]:
     gt = _write(root / "val_gt.txt", ["n01\\\\a.JPEG 10 10 ; 0 0 5 5", f"{bad} 10 10 ; 0 0 5 5"])
-    return gt, {"boxes": str(gt), "classes": ["n01", ""]}
+    return gt, {"boxes": str(gt), "classes": ["n01"]}
 
 
 def _bas_list(root: Path, bad: str) -> tuple[Path, dict]:
@@ -132,6 +132,18 @@ def test_wsol_mask_paths_leaving_the_root(tmp_path: Path):
     _write(meta / "localization.txt", ["a.jpg,masks/a.png,..\\..\\ignore.png"])
     with pytest.raises(DataError, match=r"localization\.txt:1: path .* leaves the dataset root"):
         build_dataset("wsol", tmp_path, "test", None, metadata=str(meta))
+
+
+@pytest.mark.parametrize("source", ["csv", "val_list"])
+def test_ilsvrc_csv_and_val_list_ids_leaving_the_root(tmp_path: Path, source: str):
+    csv = _write(tmp_path / "LOC_val_solution.csv", ["ImageId,PredictionString", "../escape,n01 0 0 5 5"])
+    options: dict = {"boxes": str(csv), "classes": ["n01"]}
+    if source == "val_list":
+        _write(csv, ["ImageId,PredictionString", "escape,n01 0 0 5 5"])
+        options["val_list"] = str(_write(tmp_path / "val_list.txt", ["n01/x.JPEG;0", "..\\escape.JPEG;0"]))
+    with pytest.raises(DataError, match="leaves the dataset root") as info:
+        build_dataset("ilsvrc", tmp_path, "val", None, **options)
+    assert (info.value.path, info.value.line) == (options["val_list" if source == "val_list" else "boxes"], 2)
 
 
 def test_ilsvrc_xml_wnid_leaving_the_root(tmp_path: Path):

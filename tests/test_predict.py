@@ -238,8 +238,9 @@ def test_cli_predict_writes_jsonl_and_overlays_and_reports_unreadable_files(chec
     # the command's boxes are the API's, in original pixels
     (expected,) = Localizer.from_checkpoint(checkpoint, device="cpu").predict(images / "sub" / "b.jpg")
     assert lines[1]["box"] == list(expected.box) and lines[1]["image_size"] == [40, 70]
-    with Image.open(out / lines[0]["overlay"]) as im:
-        assert im.format == "PNG" and min(im.size) > 50
+    with Image.open(out / lines[0]["overlay"]) as im:  # the photo's own resolution (W, H)
+        assert im.format == "PNG" and im.size == (60, 50)
+    assert not (out / "masks").exists() and not (out / "maps").exists()
 
     code = main(
         [
@@ -279,3 +280,62 @@ def test_cli_predict_without_any_image_is_an_error(checkpoint, tmp_path, capsys)
         == 2
     )
     assert "error: no image found" in capsys.readouterr().err
+
+
+def test_cli_predict_saves_heatmaps_masks_and_raw_maps_at_the_photo_size(checkpoint, tmp_path):
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    Image.fromarray(random_image(45, 70, 4)).save(images / "sub" / "c.png")
+    out = tmp_path / "out"
+    args = ["predict", str(images), "--checkpoint", str(checkpoint), "--output", str(out)]
+    assert main([*args, "--save-maps", "--save-masks", "--no-progress", "--device", "cpu"]) == 0
+    (record,) = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert record["heatmap"] == "heatmaps/sub/c.png" and record["mask"] == "masks/sub/c.png"
+    assert record["map"] == "maps/sub/c.npy" and record["overlay"] == "overlays/sub/c.png"
+    (expected,) = Localizer.from_checkpoint(checkpoint, device="cpu").predict(images / "sub" / "c.png")
+    raw = np.load(out / record["map"])
+    assert raw.dtype == np.float16 and raw.shape == (45, 70)
+    np.testing.assert_allclose(raw, expected.map, atol=1e-3)
+    with Image.open(out / record["mask"]) as im:
+        mask = np.asarray(im)
+    assert mask.shape == (45, 70) and set(np.unique(mask)) <= {0, 255}
+    np.testing.assert_array_equal(mask == 255, expected.mask)
+    with Image.open(out / record["heatmap"]) as im:
+        assert im.mode == "RGB" and im.size == (70, 45)
+        heat = np.asarray(im)
+    assert heat.std() > 0  # colour-mapped, not blank
+    with Image.open(out / record["overlay"]) as im:
+        assert im.size == (70, 45)
+
+
+def test_overlay_is_drawn_at_the_photo_resolution(tmp_path):
+    from bas.visualize import save_overlay
+
+    image = np.full((173, 301, 3), 128, np.uint8)
+    heat = np.zeros((173, 301), np.float32)
+    path = save_overlay(tmp_path / "o.png", image, heat, pred_boxes=[(40, 30, 200, 120)], pred_label="x")
+    with Image.open(path) as im:
+        assert im.size == (301, 173)
+        pixels = np.asarray(im.convert("RGB")).astype(int)
+    # the box's right edge (x1 exclusive: column 199) is red; the middle of the box is not
+    assert pixels[80, 199, 0] > 200 and pixels[80, 199, 1] < 60
+    assert abs(pixels[80, 120] - pixels[160, 280]).max() < 5
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/../../b", "/etc/x", "C:/x", "", "a\\..\\..\\b"])
+def test_output_names_must_stay_inside_the_folder(tmp_path, name):
+    from bas.evaluate_maps import write_score_maps
+    from bas.io import path_inside
+
+    with pytest.raises(bas.errors.BASError, match="inside the folder"):
+        path_inside(tmp_path, name, ".png")
+    with pytest.raises(bas.errors.BASError):
+        write_score_maps(tmp_path / "maps", [name], np.zeros((1, 4, 4), np.float32))
+    assert not (tmp_path / "maps").exists()
+
+
+def test_output_names_inside_the_folder_are_kept(tmp_path):
+    from bas.io import path_inside
+
+    assert path_inside(tmp_path, "a/b.jpg", ".npy") == tmp_path / "a" / "b.jpg.npy"
+    assert path_inside(tmp_path, "a..b.jpg") == tmp_path / "a..b.jpg"

@@ -2,17 +2,21 @@
 
 Each sub-command lives in its own module under :mod:`bas.commands` and exposes
 ``add_parser(subparsers)`` (which registers the sub-command and sets ``func``) and the function it
-registers. Errors caused by the user's input are :class:`bas.errors.BASError`: they are printed as
-one line, ``error: ...``, and the command exits with status 2.
+registers. Errors caused by the user's input (:func:`bas.errors.user_message`) are printed as one
+line, ``error: ...``, and the command exits with status 2; Ctrl-C prints ``interrupted`` and exits
+with status 130. ``--debug`` (or ``BAS_DEBUG=1``) prints the traceback as well; other exceptions
+are bugs and always show their traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 
-from bas.errors import BASError
+from bas.errors import user_message
 
 # Modules under bas.commands, in the order their sub-commands are listed in --help.
 COMMAND_MODULES = (
@@ -37,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Background Activation Suppression (BAS) for weakly supervised object localization.",
     )
     parser.add_argument("--version", action="version", version=f"bas-wsol {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (also BAS_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -45,16 +50,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    debug = os.environ.get("BAS_DEBUG", "") not in ("", "0")
     try:
+        args = build_parser().parse_args(argv)
+        debug = debug or args.debug
         code = args.func(args)
-    except BASError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = user_message(exc)
+        if message is None:
+            raise
+        if debug:
+            traceback.print_exc()
+        print(f"error: {message}", file=sys.stderr)
+        return 2
     return int(code or 0)
 
 

@@ -542,13 +542,7 @@ class BoxEvaluator:
             gt_boxes: B arrays (M_i, 4) of ``[x0, y0, x1, y1]`` boxes in map pixels (x1 / y1
                 exclusive, as in every API; compared with the protocol's inclusive IoU), M_i >= 1.
         """
-        maps_u8 = quantize_maps(maps)
-        if len(gt_boxes) != len(maps_u8):
-            raise ValueError(f"{len(maps_u8)} maps but {len(gt_boxes)} ground-truth box lists")
-        boxes = [_as_boxes(g, "ground-truth boxes") for g in gt_boxes]
-        for i, g in enumerate(boxes):
-            if len(g) == 0:
-                raise ValueError(f"map {i} of the batch has no ground-truth box")
+        maps_u8, boxes = self._checked(maps, gt_boxes)
         if self.num_workers == 1 or not self._can_fork():
             self._hits += _count_box_hits(maps_u8, boxes, *self._work_args())
             self._count += len(maps_u8)
@@ -557,6 +551,28 @@ class BoxEvaluator:
         self._queued_boxes.extend(boxes)
         if len(self._queued_boxes) >= _CHUNK_MAPS:
             self._submit(final=False)
+
+    @staticmethod
+    def _checked(maps: Any, gt_boxes: Sequence[Any]) -> tuple[np.ndarray, list[np.ndarray]]:
+        maps_u8 = quantize_maps(maps)
+        if len(gt_boxes) != len(maps_u8):
+            raise ValueError(f"{len(maps_u8)} maps but {len(gt_boxes)} ground-truth box lists")
+        boxes = [_as_boxes(g, "ground-truth boxes") for g in gt_boxes]
+        for i, g in enumerate(boxes):
+            if len(g) == 0:
+                raise ValueError(f"map {i} of the batch has no ground-truth box")
+        return maps_u8, boxes
+
+    def hits(self, maps: Any, gt_boxes: Sequence[Any]) -> np.ndarray:
+        """Whether each map of a batch is correct, bool ``(B, n_iou, n_thresholds)``, by the rules
+        of :meth:`accumulate`, in this process; nothing is accumulated."""
+        maps_u8, boxes = self._checked(maps, gt_boxes)
+        thresholds, fractions, multi_contour = self._work_args()
+        out = np.zeros((len(boxes), len(fractions), len(thresholds)), dtype=bool)
+        for i, (u8, gt) in enumerate(zip(maps_u8, boxes)):
+            best = _map_best_ious(u8, gt, thresholds, float(fractions.min()), multi_contour)
+            out[i] = best[None, :] >= fractions[:, None]
+        return out
 
     def _work_args(self) -> tuple:
         return (self.thresholds, self._iou_fractions, self.multi_contour)
@@ -782,3 +798,149 @@ def reference_box_hits(
             for i, d in enumerate(iou_thresholds):
                 hits[i, j] += best >= d
     return hits
+
+
+# ----------------------------------------------------------------------------------- segmentation
+# Semantic-segmentation metrics for WSSS seeds and pseudo-masks, in the convention of the IRN and
+# BAS segmentation code (chainercv's confusion matrix):
+#
+# * Label maps hold class indices ``0..K-1`` (0 = background on VOC); ground-truth pixels equal to
+#   ``ignore_index`` (255) are left out. A prediction must be a class at every counted pixel
+#   (unsure pixels of a pseudo-mask are mapped to a class by the caller; IRN maps them to 0).
+# * The confusion matrix ``C`` is ``(K, K)`` int64 with rows = ground truth, columns = prediction.
+# * IoU of class k = ``C[k, k] / (row sum + column sum - C[k, k])``. A class absent from both the
+#   ground truth and the prediction has no IoU (NaN) and is left out of the mean, as chainercv's
+#   nanmean does (and torchmetrics' MulticlassJaccardIndex with average="macro"); a class that is
+#   only predicted, or only in the ground truth, counts with IoU 0.
+# * Foreground precision / recall treat every non-background class as one "foreground" class.
+# * Like the accuracies above, IoUs, precisions and recalls are returned in percent.
+
+__all__ += [
+    "SegmentationEvaluator",
+    "foreground_precision_recall",
+    "mean_iou",
+    "per_class_iou",
+    "segmentation_confusion",
+]
+
+
+def _label_pairs(preds: Any, gts: Any) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """``(pred, gt)`` arrays from one pair of arrays or from two sequences of per-image arrays."""
+    if isinstance(preds, (list, tuple)) or isinstance(gts, (list, tuple)):
+        if len(preds) != len(gts):
+            raise ValueError(f"got {len(preds)} predictions for {len(gts)} ground-truth maps")
+        return [(_to_numpy(p), _to_numpy(g)) for p, g in zip(preds, gts)]
+    return [(_to_numpy(preds), _to_numpy(gts))]
+
+
+def _check_labels(values: np.ndarray, num_classes: int, what: str) -> None:
+    if values.size == 0:
+        return
+    if not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"{what} must be integer class indices, got dtype {values.dtype}")
+    lo, hi = int(values.min()), int(values.max())
+    if lo < 0 or hi >= num_classes:
+        bad = lo if lo < 0 else hi
+        raise ValueError(
+            f"{what} has the value {bad} outside 0..{num_classes - 1} at a pixel that is not ignored"
+        )
+
+
+def segmentation_confusion(preds: Any, gts: Any, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """Confusion matrix ``(K, K)`` int64 (rows ground truth, columns prediction) of label maps.
+
+    ``preds`` and ``gts`` are arrays of the same shape (one map ``(H, W)`` or a batch
+    ``(N, H, W)``), or two sequences of per-image arrays (images of different sizes). Ground-truth
+    pixels equal to ``ignore_index`` are not counted.
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    confusion = np.zeros(num_classes * num_classes, dtype=np.int64)
+    for pred, gt in _label_pairs(preds, gts):
+        if pred.shape != gt.shape:
+            raise ValueError(f"prediction shape {pred.shape} does not match ground-truth shape {gt.shape}")
+        keep = gt != ignore_index
+        gt_v, pred_v = gt[keep], pred[keep]
+        _check_labels(gt_v, num_classes, "the ground truth")
+        _check_labels(pred_v, num_classes, "the prediction")
+        index = gt_v.astype(np.int64) * num_classes + pred_v.astype(np.int64)
+        confusion += np.bincount(index, minlength=num_classes * num_classes)
+    return confusion.reshape(num_classes, num_classes)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``100 * num / den`` as float64, NaN where ``den`` is 0."""
+    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+    return np.divide(100.0 * num, den, out=np.full(np.shape(den), np.nan), where=den > 0)
+
+
+def _as_confusion(confusion: Any) -> np.ndarray:
+    c = _to_numpy(confusion)
+    if c.ndim != 2 or c.shape[0] != c.shape[1]:
+        raise ValueError(f"a confusion matrix must be square (K, K), got {c.shape}")
+    return c.astype(np.int64)
+
+
+def per_class_iou(confusion: Any) -> np.ndarray:
+    """IoU of each class in percent, ``(K,)`` float64; NaN for a class absent from both sides."""
+    c = _as_confusion(confusion)
+    tp = np.diag(c)
+    return _ratio(tp, c.sum(axis=0) + c.sum(axis=1) - tp)
+
+
+def mean_iou(confusion: Any) -> float:
+    """Mean of :func:`per_class_iou` over the classes that have one (NaN if none has)."""
+    iou = per_class_iou(confusion)
+    defined = iou[~np.isnan(iou)]
+    return float(defined.mean()) if defined.size else float("nan")
+
+
+def foreground_precision_recall(confusion: Any, background: int = 0) -> tuple[float, float]:
+    """Precision and recall (percent) of "any class but ``background``" as one foreground class."""
+    c = _as_confusion(confusion)
+    fg = np.arange(len(c)) != background
+    hit = c[np.ix_(fg, fg)].sum()
+    return float(_ratio(hit, c[:, fg].sum())), float(_ratio(hit, c[fg].sum()))
+
+
+class SegmentationEvaluator:
+    """Accumulates the confusion matrix of label maps and reports IoU, mIoU and precision/recall.
+
+    Memory does not grow with the number of images (one ``(K, K)`` matrix).
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, class_names: Sequence[str] | None = None):
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"got {len(class_names)} class names for {num_classes} classes")
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
+        self.class_names = list(class_names) if class_names is not None else None
+        self.confusion = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
+
+    def accumulate(self, preds: Any, gts: Any) -> None:
+        """Add label maps (see :func:`segmentation_confusion` for the accepted shapes)."""
+        self.confusion += segmentation_confusion(preds, gts, self.num_classes, self.ignore_index)
+
+    def compute(self) -> dict[str, Any]:
+        """``miou``, per-class ``iou`` / ``precision`` / ``recall`` (None where undefined),
+        ``fg_precision``, ``fg_recall`` and ``pixel_accuracy``, all in percent."""
+        c = self.confusion
+        tp = np.diag(c)
+
+        def listed(values: np.ndarray) -> list[float | None]:
+            return [None if np.isnan(v) else float(v) for v in values]
+
+        fg_precision, fg_recall = foreground_precision_recall(c)
+        out: dict[str, Any] = {
+            "miou": mean_iou(c),
+            "iou": listed(per_class_iou(c)),
+            "precision": listed(_ratio(tp, c.sum(axis=0))),
+            "recall": listed(_ratio(tp, c.sum(axis=1))),
+            "fg_precision": fg_precision,
+            "fg_recall": fg_recall,
+            "pixel_accuracy": float(_ratio(tp.sum(), c.sum())),
+            "num_pixels": int(c.sum()),
+        }
+        if self.class_names is not None:
+            out["class_names"] = list(self.class_names)
+        return out

@@ -33,8 +33,8 @@ from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from bas.data.datasets import open_rgb
 from bas.data.transforms import IMAGENET_MEAN, IMAGENET_STD, default_resize_size, test_transform
+from bas.io import read_image
 from bas.localization import localization_maps, maps_to_boxes, maps_to_masks, upsample_maps
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
@@ -128,7 +128,7 @@ def load_image(image: ImageInput) -> torch.Tensor:
         or type.
     """
     if isinstance(image, (str, os.PathLike)):
-        image = open_rgb(image)
+        image = read_image(image)
     if isinstance(image, Image.Image):
         return v2.functional.pil_to_tensor(image.convert("RGB"))
     if isinstance(image, np.ndarray):
@@ -157,10 +157,10 @@ def _default_device() -> str:
 
 
 class Localizer:
-    """A BAS model with its preprocessing and inference defaults.
+    """A model of any method with its preprocessing and inference defaults.
 
     Args:
-        model: a :class:`bas.models.BASModel` (or any module with the same ``forward`` contract).
+        model: a model of :func:`bas.build_model` (or any module with the same ``forward`` contract).
         input_size: network input side ``C``; resize_size: side ``R`` resized to before the crop.
         mean, std: input normalisation. class_names: one name per class, or None.
         threshold, top_k: defaults of :meth:`predict`. device: where the model runs (the model is
@@ -206,16 +206,16 @@ class Localizer:
 
         device = device or _default_device()
         model = load_checkpoint(path, map_location=device)
-        meta = model.bas_meta
+        meta = model.meta  # complete after loading: threshold and top_k are set
         return cls(
             model,
-            input_size=meta["input_size"],
-            resize_size=meta["resize_size"],
-            mean=meta["mean"],
-            std=meta["std"],
-            class_names=meta["class_names"],
-            threshold=model.default_threshold,
-            top_k=model.default_top_k,
+            input_size=meta.input_size,
+            resize_size=meta.resize_size,
+            mean=meta.mean,
+            std=meta.std,
+            class_names=meta.class_names,
+            threshold=meta.threshold,
+            top_k=meta.top_k,
             device=device,
         )
 
@@ -291,3 +291,50 @@ class Localizer:
                 )
             )
         return predictions
+
+
+def write_prediction_files(
+    out_dir: str | Path,
+    name: str,
+    image: Any,
+    pred: Prediction,
+    *,
+    maps: bool = False,
+    masks: bool = False,
+) -> dict[str, str]:
+    """The per-image outputs of ``bas predict``, all at the image's resolution, named after ``name``
+    (a relative path without extension, kept inside ``out_dir``):
+
+    * ``overlays/<name>.png``: the heatmap blended over the image, the box in red, the class;
+    * with ``maps``: ``heatmaps/<name>.png`` (the colour-mapped map) and ``maps/<name>.npy``
+      (the raw map, float16 in [0, 1]);
+    * with ``masks``: ``masks/<name>.png`` (the mask, 255 inside, 0 outside).
+
+    Returns ``{"overlay": path, "heatmap": ..., "map": ..., "mask": ...}`` relative to ``out_dir``
+    (the files written).
+    """
+    from bas.io import atomic_open, path_inside
+    from bas.visualize import save_heatmap, save_mask, save_overlay
+
+    out_dir = Path(out_dir)
+    files = {"overlay": path_inside(out_dir / "overlays", name, ".png")}
+    if maps:
+        files["heatmap"] = path_inside(out_dir / "heatmaps", name, ".png")
+        files["map"] = path_inside(out_dir / "maps", name, ".npy")
+    if masks:
+        files["mask"] = path_inside(out_dir / "masks", name, ".png")
+    save_overlay(
+        files["overlay"],
+        image,
+        pred.map,
+        pred_boxes=[pred.box],
+        title=f"{pred.class_name} ({pred.score:.2f})"[:40],
+        pred_label=f"{pred.class_name} ({pred.score:.2f})"[:40],
+    )
+    if maps:
+        save_heatmap(files["heatmap"], pred.map)
+        with atomic_open(files["map"], "wb") as fh:
+            np.save(fh, pred.map.astype(np.float16))
+    if masks:
+        save_mask(files["mask"], pred.mask)
+    return {key: path.relative_to(out_dir).as_posix() for key, path in files.items()}

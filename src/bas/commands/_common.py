@@ -47,6 +47,7 @@ def format_metrics(result: dict[str, Any]) -> str:
     ):
         if key in result:
             parts.append(f"{key}={result[key]:.2f}")
+    parts += [f"{k}={v:.2f}" for k, v in result.items() if k.startswith("MaxBoxAcc (")]  # not MaxBoxAccV2
     if isinstance(result.get("MaxBoxAcc"), dict):
         from bas.metrics import iou_percent
 

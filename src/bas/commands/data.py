@@ -1,7 +1,7 @@
 """``bas data check KIND ROOT``: validate a dataset without a model (``bas data list``: the kinds).
 
-Every split is built (annotation errors are collected, not raised), then every image is opened
-with PIL ``verify`` (sizes read from the header, no decoding), every mask file looked up, labels
+Every split is built (annotation errors are collected, not raised), then every image is decoded
+fully (in parallel; truncated and unreadable files are reported), every mask file looked up, labels
 checked against the class count and boxes against the image. Prints a summary per split and every
 problem found as ``file[:line]: message``; exits 1 if there is any problem, 0 otherwise.
 """
@@ -100,6 +100,8 @@ def _summary(split: str, ds: WSOLDataset) -> list[str]:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     options = _dataset_options(args)
     splits = args.split or available_splits(args.kind, args.root, **options)
     if not splits:
@@ -115,7 +117,9 @@ def run_check(args: argparse.Namespace) -> int:
             print(f"split {split}: cannot be built")
             continue
         problems.extend(str(p) for p in collected)
-        problems.extend(str(p) for p in get_format(args.kind).check(ds))
+        with tqdm(total=len(ds), desc=f"check {split}", unit="img", leave=False, disable=None) as bar:
+            check = get_format(args.kind).check
+            problems.extend(str(p) for p in check(ds, progress=lambda n: bar.update(n - bar.n)))
         print("\n".join(_summary(split, ds)))
         if classes is None:
             classes = ds.classes

@@ -49,8 +49,9 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--save-maps",
         metavar="DIR",
-        help="write score maps in the standard convention (<DIR>/<image_id>.npy, whole image "
-        "resized to the input size; implies --test-mode resize)",
+        help="write score maps in the standard layout (<DIR>/<image_id>.npy, whole image "
+        "resized to the input size; implies --test-mode resize) and their metadata "
+        "(<DIR>/metadata), ready for bas evaluate-maps --maps DIR",
     )
     p.add_argument("--save-vis", type=int, default=0, metavar="N", help="qualitative grid of N images")
     p.add_argument("--batch-size", type=int, help="evaluation batch size")
@@ -63,6 +64,7 @@ def add_parser(sub) -> None:
 def evaluation_config(meta: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """The config of an evaluation: defaults, the checkpoint's training config, then the arguments."""
     from bas.config import default_config, merge, parse_override
+    from bas.errors import ConfigError
 
     cfg = default_config()
     trained = meta.get("config") or {}
@@ -77,7 +79,17 @@ def evaluation_config(meta: dict[str, Any], args: argparse.Namespace) -> dict[st
     cfg["eval"]["top_k"] = args.top_k if args.top_k is not None else meta.get("top_k") or 1
     if args.test_mode:
         cfg["data"]["test_mode"] = args.test_mode
-    if args.save_maps:
+    if args.save_maps and cfg["data"]["test_mode"] != "resize":
+        if args.test_mode:
+            raise ConfigError(
+                f"--save-maps writes maps of the whole image (--test-mode resize), not --test-mode {args.test_mode}"
+            )
+        size, resize = cfg["data"]["input_size"], cfg["data"]["resize_size"]
+        print(
+            f"note: --save-maps: evaluating with the standard protocol (whole image resized to "
+            f"{size}x{size}, no crop) instead of the evaluation's {cfg['data']['test_mode']} mode "
+            f"(Resize {resize} + CenterCrop {size}); the numbers below and the saved maps use it"
+        )
         cfg["data"]["test_mode"] = "resize"
     if args.interval:
         cfg["eval"]["interval"] = args.interval
@@ -118,4 +130,6 @@ def run(args: argparse.Namespace) -> int:
     if args.class_balanced and "class_balanced" in report.result:
         print(f"class-balanced: {format_metrics(report.result['class_balanced'])}")
     print(f"wrote {out_dir}")
+    if args.save_maps:
+        print(f"wrote maps and metadata to {args.save_maps} (bas evaluate-maps --maps {args.save_maps})")
     return 0

@@ -1,9 +1,12 @@
 """``bas evaluate-maps``: score saved maps with the standard WSOL protocol (Choe et al., CVPR 2020).
 
-Maps are ``<maps>/<image_id>.npy`` (224x224 floats in [0, 1] over the whole resized image).
-CUB and ILSVRC give MaxBoxAcc at each IoU threshold and their mean, MaxBoxAccV2 (the paper's
-MaxBoxAccV2 uses --multi-contour); OpenImages gives PxAP and PIoU. --metadata is either the split
-folder itself (metadata/CUB/test) or a folder holding <split>/ or <dataset>/<split>/.
+Maps are ``<maps>/<image_id>.npy`` (square S x S floats in [0, 1] over the whole image resized to
+S x S, 224 in the papers). CUB and ILSVRC give MaxBoxAcc at each IoU threshold and their mean,
+MaxBoxAccV2 (multi-contour, IoU 0.3/0.5/0.7: the default; with --largest-contour the mean is reported
+as "MaxBoxAcc (largest contour)"); OpenImages gives PxAP and PIoU. --metadata is either the split
+folder itself (metadata/CUB/test) or a folder holding <split>/ or <dataset>/<split>/; without it,
+<maps>/metadata is used (what ``bas evaluate --save-maps`` writes), and without --dataset the kind
+of annotation (boxes or masks) is read from localization.txt.
 """
 
 from __future__ import annotations
@@ -13,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from bas.errors import ConfigError, DataError
-from bas.evaluate_maps import DATASETS, evaluate_score_maps, write_curve_csv
+from bas.evaluate_maps import (
+    DATASETS,
+    METADATA_FOLDER,
+    box_summary_name,
+    evaluate_score_maps,
+    write_curve_csv,
+)
 from bas.io import write_json
 from bas.metrics import iou_percent
 
@@ -26,13 +35,28 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--maps", required=True, help="folder of <image_id>.npy score maps")
-    parser.add_argument("--metadata", required=True, help="metadata split folder, or the metadata root")
-    parser.add_argument("--dataset", required=True, choices=DATASETS, help="dataset of the metadata")
+    parser.add_argument(
+        "--metadata", help="metadata split folder, or the metadata root (default: <maps>/metadata)"
+    )
+    parser.add_argument(
+        "--dataset", choices=DATASETS, help="dataset of the metadata (default: from localization.txt)"
+    )
     parser.add_argument("--split", help="split name (needed when --metadata is not the split folder)")
     parser.add_argument("--mask-root", help="OpenImages: folder holding OpenImages/<mask paths>")
     parser.add_argument("--image-root", help="CUB/ILSVRC: read image sizes missing from image_sizes.txt here")
     parser.add_argument("--interval", type=float, default=0.001, help="score-threshold step (default 0.001)")
-    parser.add_argument("--multi-contour", action="store_true", help="boxes of all contours, best IoU counts")
+    parser.add_argument(
+        "--multi-contour",
+        action="store_true",
+        default=True,
+        help="boxes of all contours, best IoU counts (the default, MaxBoxAccV2)",
+    )
+    parser.add_argument(
+        "--largest-contour",
+        dest="multi_contour",
+        action="store_false",
+        help="box of the largest contour only (wsolevaluation's MaxBoxAcc default)",
+    )
     parser.add_argument(
         "--iou", type=float, nargs="+", default=[0.3, 0.5, 0.7], help="IoU thresholds as fractions"
     )
@@ -42,8 +66,19 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run_evaluate_maps)
 
 
-def resolve_metadata_dir(metadata: str | Path, dataset: str, split: str | None) -> Path:
-    """The split folder: ``metadata`` itself, ``metadata/<split>`` or ``metadata/<dataset>/<split>``."""
+def resolve_metadata_dir(
+    metadata: str | Path | None, dataset: str | None, split: str | None, maps: str | Path = "."
+) -> Path:
+    """The split folder: ``metadata`` itself, ``metadata/<split>`` or ``metadata/<dataset>/<split>``;
+    ``<maps>/metadata`` when ``metadata`` is None."""
+    if metadata is None:
+        saved = Path(maps) / METADATA_FOLDER
+        if not (saved / "image_ids.txt").is_file():
+            raise ConfigError(
+                f"{Path(maps)} holds no {METADATA_FOLDER}/image_ids.txt (written by bas evaluate "
+                "--save-maps); give --metadata"
+            )
+        return saved
     root = Path(metadata)
     if (root / "image_ids.txt").is_file():
         return root
@@ -51,7 +86,7 @@ def resolve_metadata_dir(metadata: str | Path, dataset: str, split: str | None) 
         raise DataError("metadata folder not found", root)
     if split is None:
         raise ConfigError(f"{root} holds no image_ids.txt; give --split to look for <split>/ in it")
-    candidates = [root / split, root / dataset / split]
+    candidates = [root / split] + ([root / dataset / split] if dataset else [])
     for candidate in candidates:
         if (candidate / "image_ids.txt").is_file():
             return candidate
@@ -60,15 +95,18 @@ def resolve_metadata_dir(metadata: str | Path, dataset: str, split: str | None) 
 
 def format_result(result: dict[str, Any]) -> str:
     """Human-readable lines of an :func:`bas.evaluate_maps.evaluate_score_maps` result."""
-    head = f"{result['dataset']} {result.get('split', '')}".rstrip()
+    head = f"{result['dataset'] or 'maps'} {result.get('split', '')}".rstrip()
     lines = [f"{head}: {result['num_images']} images, threshold interval {result['interval']:g}"]
+    if "map_size" in result:
+        lines[0] += f", {result['map_size']}x{result['map_size']} maps"
     if "MaxBoxAcc" in result:
         lines[0] += ", multi-contour" if result["multi_contour"] else ", largest contour"
         for iou, acc in result["MaxBoxAcc"].items():
             lines.append(
                 f"MaxBoxAcc@IoU{iou_percent(iou)}: {acc:.2f}  (score threshold {result['best_threshold'][iou]:.3f})"
             )
-        lines.append(f"MaxBoxAccV2: {result['MaxBoxAccV2']:.2f}")
+        name = box_summary_name(result["multi_contour"], result["iou_thresholds"])
+        lines.append(f"{name}: {result[name]:.2f}")
     else:
         lines.append(f"PxAP: {result['PxAP']:.2f}")
         lines.append(f"PIoU: {result['PIoU']:.2f}  (score threshold {result['PIoU_threshold']:.3f})")
@@ -82,7 +120,7 @@ def run_evaluate_maps(args: argparse.Namespace) -> int:
         raise ConfigError(f"--iou thresholds must be in (0, 100], got {args.iou}")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    metadata_dir = resolve_metadata_dir(args.metadata, args.dataset, args.split)
+    metadata_dir = resolve_metadata_dir(args.metadata, args.dataset, args.split, args.maps)
     result = evaluate_score_maps(
         args.maps,
         metadata_dir,
@@ -94,7 +132,7 @@ def run_evaluate_maps(args: argparse.Namespace) -> int:
         image_root=args.image_root,
         num_workers=args.workers,
     )
-    result["split"] = args.split or metadata_dir.name
+    result["split"] = args.split or (metadata_dir.name if args.metadata else "")
     print(format_result(result))
     if args.output:
         write_json(args.output, {k: v for k, v in result.items() if k != "curve"})

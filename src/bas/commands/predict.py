@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -19,8 +18,10 @@ def add_parser(sub) -> None:
         help="localise objects in images with a checkpoint",
         description="Writes predictions.jsonl (one JSON line per image: path, label, class_name, "
         "score, top5, box in original-image pixels) and one heatmap/box overlay PNG "
-        "per image under overlays/. Unreadable files are reported and skipped; the "
-        "command then exits with status 1 and lists them.",
+        "per image under overlays/, at the image's own resolution; with --save-maps also "
+        "the colour-mapped heatmap (heatmaps/<name>.png) and the raw map (maps/<name>.npy, "
+        "float16), with --save-masks the binary mask (masks/<name>.png). Unreadable files "
+        "are reported and skipped; the command then exits with status 1 and lists them.",
     )
     p.add_argument(
         "inputs",
@@ -38,6 +39,12 @@ def add_parser(sub) -> None:
         help="resize the whole image to the input size instead of Resize + CenterCrop",
     )
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default: 16)")
+    p.add_argument(
+        "--save-maps",
+        action="store_true",
+        help="also write heatmaps/<name>.png (colour-mapped) and maps/<name>.npy (float16, [0, 1])",
+    )
+    p.add_argument("--save-masks", action="store_true", help="also write masks/<name>.png (0 / 255)")
     add_device_args(p)
     p.set_defaults(func=run)
 
@@ -106,10 +113,8 @@ def overlay_names(names: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from bas.data.datasets import open_rgb
-    from bas.io import atomic_open
-    from bas.predict import Localizer
-    from bas.visualize import save_overlay
+    from bas.io import atomic_open, read_image, to_json
+    from bas.predict import Localizer, write_prediction_files
 
     if args.batch_size < 1:
         raise BASError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -131,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             loaded = []
             for (path, _), overlay_name in chunk:
                 try:
-                    loaded.append((path, overlay_name, open_rgb(path)))
+                    loaded.append((path, overlay_name, read_image(path)))
                 except BASError as exc:
                     skipped.append(str(exc))
                     tqdm.write(f"skipped {exc}", file=sys.stderr)
@@ -147,21 +152,16 @@ def run(args: argparse.Namespace) -> int:
                 else []
             )
             for (path, overlay_name, image), pred in zip(loaded, predictions):
-                overlay_path = out_dir / "overlays" / overlay_name
-                save_overlay(
-                    overlay_path,
+                outputs = write_prediction_files(
+                    out_dir,
+                    PurePosixPath(overlay_name).with_suffix("").as_posix(),
                     image,
-                    pred.map,
-                    pred_boxes=[pred.box],
-                    title=f"{pred.class_name} ({pred.score:.2f})"[:40],
-                    pred_label=pred.class_name,
+                    pred,
+                    maps=args.save_maps,
+                    masks=args.save_masks,
                 )
-                record = {
-                    "path": str(path),
-                    **pred.to_json(),
-                    "overlay": str(overlay_path.relative_to(out_dir)),
-                }
-                jsonl.write(json.dumps(record) + "\n")
+                record = {"path": str(path), **pred.to_json(), **outputs}
+                jsonl.write(to_json(record) + "\n")
                 written += 1
             bar.update(len(chunk))
     bar.close()

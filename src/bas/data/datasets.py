@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -51,6 +51,7 @@ from torchvision.transforms import v2
 from bas.data.parsing import NO_BOXES, box_error, format_box, read_lines
 from bas.data.transforms import normalize_transform
 from bas.errors import DataError
+from bas.io import decode_images, read_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLITS = ("train", "val", "test")
@@ -86,32 +87,12 @@ class Record:
 # ----------------------------------------------------------------------------- image and mask files
 
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, UnidentifiedImageError):
-        return "not a recognised image file"
-    return str(exc) or type(exc).__name__
-
-
-def open_rgb(path: str | Path) -> Image.Image:
-    """Open an image with PIL and convert it to RGB; :class:`DataError` naming it on failure."""
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise DataError("image not found", path) from None
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot read image ({_reason(exc)})", path) from None
+open_rgb = read_image  # the package's one image reader (bas.io.read_image), under its old name
 
 
 def read_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
     """Read a mask PNG as bool ``(H, W)`` (grey > 127), resized (nearest) to ``size = (W, H)``."""
-    try:
-        with Image.open(path) as im:
-            grey = im.convert("L")
-    except FileNotFoundError:
-        raise DataError("mask not found", path) from None
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot read mask ({_reason(exc)})", path) from None
+    grey = read_image(path, "L", what="mask")
     if grey.size != tuple(size):
         grey = grey.resize(tuple(size), Image.NEAREST)
     return np.asarray(grey) > MASK_THRESHOLD
@@ -248,24 +229,18 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """``(W, H)`` from the file header (no decoding) after PIL's ``verify``; DataError on failure."""
-    try:
-        with Image.open(path) as im:
-            size = im.size
-            im.verify()
-    except FileNotFoundError:
-        raise DataError("image not found", path) from None
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot read image ({_reason(exc)})", path) from None
-    return int(size[0]), int(size[1])
+    """``(W, H)`` of the fully decoded, oriented image (:func:`bas.io.read_image`); DataError on failure."""
+    return read_image(path).size
 
 
 def check_dataset(dataset: WSOLDataset, progress: Callable[[int], None] | None = None) -> list[DataError]:
-    """Every problem of a built dataset that does not need a model: unreadable images (PIL
-    ``verify``), missing masks, labels out of range, duplicate ids, sizes that disagree with the
-    annotation, boxes outside the image or inverted. Returns the problems; raises nothing."""
+    """Every problem of a built dataset that does not need a model: unreadable or truncated images
+    (each decoded fully, in a thread pool; ``progress(n)`` counts them), missing masks, labels out
+    of range, duplicate ids, sizes that disagree with the annotation, boxes outside the image or
+    inverted. Returns the problems; raises nothing."""
     problems: list[DataError] = []
     seen: dict[str, int] = {}
+    decoded = decode_images([r.path for r in dataset.records], progress=progress)
     for k, r in enumerate(dataset.records):
         where = r.where or (r.image_id, None)
         if r.image_id in seen:
@@ -275,10 +250,9 @@ def check_dataset(dataset: WSOLDataset, progress: Callable[[int], None] | None =
             problems.append(
                 DataError(f"{r.image_id}: label {r.label} outside 0..{dataset.num_classes - 1}", *where)
             )
-        try:
-            size = image_size(r.path)
-        except DataError as exc:
-            problems.append(exc)
+        size = decoded[k]
+        if isinstance(size, DataError):
+            problems.append(size)
             size = r.size
         else:
             if r.size is not None and tuple(r.size) != size:
@@ -299,8 +273,6 @@ def check_dataset(dataset: WSOLDataset, progress: Callable[[int], None] | None =
                     msg = f"box {format_box(box)} outside the {size[0]}x{size[1]} image"
             if msg is not None:
                 problems.append(DataError(f"{r.image_id}: {msg}", *where))
-        if progress is not None:
-            progress(k + 1)
     return problems
 
 

@@ -11,6 +11,11 @@ Reproducibility does not depend on the number of workers, processes or where a r
 
 Hence one optimiser step sees the same images, augmented alike, with 1 process and batch B, with
 W processes and batch B / W each, or with gradient accumulation over micro-batches.
+
+A :class:`~bas.errors.BASError` raised while a sample is loaded reaches the caller as itself (the
+same one-line error with its file and line), also from worker processes, where DataLoader would
+fold the worker's traceback into the message: the loaders here carry it back as data
+(:class:`LoaderFailure`) and raise it in the main process.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bas.data import build_dataset, collate
 from bas.data.transforms import test_transform, train_transform
-from bas.errors import ConfigError
+from bas.errors import BASError, ConfigError
 
 
 class SeededDataset(Dataset):
@@ -46,6 +51,57 @@ class SeededDataset(Dataset):
             return self.dataset[index]
         finally:
             generator.set_state(state)
+
+
+class LoaderFailure:
+    """A :class:`BASError` raised while loading a sample, returned instead of the sample."""
+
+    def __init__(self, error: BASError):
+        self.error = error
+
+
+class GuardedDataset(Dataset):
+    """Wraps a dataset; a :class:`BASError` of ``dataset[item]`` is returned as a :class:`LoaderFailure`."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:
+        # the wrapped dataset's attributes (records, class_names, ...); "dataset" itself is looked up
+        # before it is set while unpickling in a worker, and must not recurse
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, item: Any) -> Any:
+        try:
+            return self.dataset[item]
+        except BASError as exc:
+            return LoaderFailure(exc)
+
+
+def _collate(samples: list[Any]) -> Any:
+    """:func:`bas.data.collate`, or the first :class:`LoaderFailure` of the batch."""
+    return next((s for s in samples if isinstance(s, LoaderFailure)), None) or collate(samples)
+
+
+class Loader(DataLoader):
+    """A DataLoader over a :class:`GuardedDataset` that raises the errors its samples carry."""
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in super().__iter__():
+            if isinstance(batch, LoaderFailure):
+                raise batch.error
+            yield batch
+
+
+def guarded_loader(dataset: Dataset, **kwargs: Any) -> Loader:
+    """A :class:`Loader` of ``dataset`` (DataLoader keyword arguments; ``collate_fn`` is
+    :func:`bas.data.collate`)."""
+    return Loader(GuardedDataset(dataset), collate_fn=_collate, **kwargs)
 
 
 class EpochSampler(Sampler):
@@ -144,7 +200,7 @@ def train_loader(
     world_size: int = 1,
     device: torch.device | None = None,
 ) -> DataLoader:
-    """Loader of the training split; its sampler is an :class:`EpochSampler` (call ``set_epoch``).
+    """:class:`Loader` of the training split; its sampler is an :class:`EpochSampler` (call ``set_epoch``).
 
     Batches are ``data.batch_size / (world_size * train.accum_steps)`` images; an epoch is a whole
     number of optimiser steps. The loader has a generator of its own, so creating an iterator
@@ -158,11 +214,10 @@ def train_loader(
         world_size=world_size,
         multiple_of=per_rank * cfg["train"]["accum_steps"],
     )
-    return DataLoader(
+    return guarded_loader(
         SeededDataset(dataset),
         batch_size=per_rank,
         sampler=sampler,
-        collate_fn=collate,
         generator=torch.Generator().manual_seed(int(cfg["train"]["seed"])),
         **_worker_options(cfg["data"], device),
     )
@@ -173,9 +228,7 @@ def eval_loader(dataset: Dataset, cfg: dict[str, Any], *, device: torch.device |
     data = cfg["data"]
     options = _worker_options(data, device)
     options["persistent_workers"] = False
-    return DataLoader(
-        dataset, batch_size=data["eval_batch_size"], shuffle=False, collate_fn=collate, **options
-    )
+    return guarded_loader(dataset, batch_size=data["eval_batch_size"], shuffle=False, **options)
 
 
 def _worker_options(data: dict[str, Any], device: torch.device | None) -> dict[str, Any]:

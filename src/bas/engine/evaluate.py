@@ -6,9 +6,14 @@ in ``resize`` mode). From it:
 
 * the paper metrics at a fixed threshold: box of the largest connected component, best inclusive
   IoU over the ground-truth boxes, GT-known / Top-1 / Top-5 Loc and Top-1 / Top-5 classification
-  (per image and class-balanced), and their accuracy-vs-threshold curve on a grid, used to choose
-  the threshold on a held-out split;
-* MaxBoxAcc at each IoU threshold and MaxBoxAccV2 (standard protocol, :class:`bas.metrics.BoxEvaluator`);
+  (per image and class-balanced);
+* their accuracy-vs-threshold curve on the grid of ``eval.interval``, used to choose the threshold
+  on a held-out split, computed by the MaxBoxAcc machinery (:meth:`bas.metrics.BoxEvaluator.hits`,
+  largest contour, IoU >= 0.5; the threshold is relative to the quantised map's maximum);
+* MaxBoxAcc at each IoU threshold and their mean, MaxBoxAccV2 when multi-contour at IoU 0.3/0.5/0.7
+  (standard protocol, :class:`bas.metrics.BoxEvaluator`; in ``resize`` mode with the protocol's
+  truncated box scaling, :func:`bas.evaluate_maps.boxes_to_map`, so that the numbers equal
+  ``bas evaluate-maps`` on the saved maps);
 * PxAP and PIoU where masks exist (:class:`bas.metrics.MaskEvaluator`).
 """
 
@@ -26,6 +31,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bas import metrics
+from bas.evaluate_maps import (
+    METADATA_FOLDER,
+    box_summary_name,
+    boxes_to_map,
+    write_metadata,
+    write_score_maps,
+)
 from bas.localization import localization_maps, maps_to_boxes
 
 
@@ -40,6 +52,7 @@ class BatchPrediction:
     mask: torch.Tensor | None
     ignore: torch.Tensor | None
     image_ids: list[str]
+    orig_sizes: torch.Tensor | None = None  # (B, 2) (W, H) of the original images
 
 
 def autocast_context(device: torch.device, amp: str | None):
@@ -78,6 +91,7 @@ def predict_batches(
             batch.get("mask"),
             batch.get("ignore"),
             list(batch["image_id"]),
+            batch.get("orig_size"),
         )
 
 
@@ -91,6 +105,10 @@ class Evaluator:
         iou_thresholds: IoU thresholds (fractions) of MaxBoxAcc.
         interval: threshold step of MaxBoxAcc and of the paper-metric curve.
         multi_contour: MaxBoxAccV2 convention for MaxBoxAcc.
+        curve_interval: step of the paper-metric curve when it should differ from ``interval``.
+        standard_boxes: ground-truth boxes in original-image pixels by image id; when given,
+            MaxBoxAcc uses them scaled to the map the protocol's way (:func:`boxes_to_map`, the
+            map covering the whole image) instead of the transformed boxes.
     """
 
     num_classes: int
@@ -98,9 +116,10 @@ class Evaluator:
     iou_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
     interval: float = 0.01
     multi_contour: bool = True
-    curve_interval: float = 0.01
+    curve_interval: float | None = None
+    standard_boxes: dict[str, np.ndarray] | None = None
     _ious: list[np.ndarray] = field(default_factory=list)
-    _curve_ious: list[np.ndarray] = field(default_factory=list)
+    _curve_hits: list[np.ndarray] = field(default_factory=list)
     _labels: list[np.ndarray] = field(default_factory=list)
     _top1: list[np.ndarray] = field(default_factory=list)
     _top5: list[np.ndarray] = field(default_factory=list)
@@ -108,10 +127,17 @@ class Evaluator:
 
     def __post_init__(self) -> None:
         self.iou_thresholds = metrics.iou_fractions(self.iou_thresholds)
-        self.curve_thresholds = metrics.threshold_grid(self.curve_interval)
         self.box_evaluator = metrics.BoxEvaluator(
             iou_thresholds=self.iou_thresholds, interval=self.interval, multi_contour=self.multi_contour
         )
+        # The curve of the paper metrics (IoU >= 0.5, one box per map), evaluated batch by batch here.
+        self.curve_evaluator = metrics.BoxEvaluator(
+            iou_thresholds=(0.5,),
+            interval=self.curve_interval or self.interval,
+            multi_contour=False,
+            num_workers=1,
+        )
+        self.curve_thresholds = self.curve_evaluator.thresholds
         self.mask_evaluator: metrics.MaskEvaluator | None = None
 
     def update(self, pred: BatchPrediction) -> None:
@@ -125,17 +151,24 @@ class Evaluator:
         if any(len(g) for g in gt):
             self._has_boxes = True
             self._ious.append(metrics.best_iou(maps_to_boxes(maps, self.threshold), gt))
-            self._curve_ious.append(
-                np.stack(
-                    [metrics.best_iou(maps_to_boxes(maps, t), gt) for t in self.curve_thresholds], axis=1
-                )
-            )
-            self.box_evaluator.accumulate(maps, gt)
+            self._curve_hits.append(self.curve_evaluator.hits(maps, gt)[:, 0])
+            standard = self._standard_boxes(pred, maps.shape[-1])
+            self.box_evaluator.accumulate(maps, gt if standard is None else standard)
         if pred.mask is not None:
             if self.mask_evaluator is None:
                 self.mask_evaluator = metrics.MaskEvaluator(interval=self.interval)
             ignore = None if pred.ignore is None else pred.ignore.numpy()
             self.mask_evaluator.accumulate(maps, pred.mask.numpy(), ignore)
+
+    def _standard_boxes(self, pred: BatchPrediction, side: int) -> list[np.ndarray] | None:
+        if self.standard_boxes is None:
+            return None
+        if pred.orig_sizes is None:
+            raise ValueError("standard boxes need the original image sizes (orig_size) of the batch")
+        return [
+            boxes_to_map(self.standard_boxes[image_id], (int(w), int(h)), side)
+            for image_id, (w, h) in zip(pred.image_ids, pred.orig_sizes.tolist())
+        ]
 
     def set_classification(self, top1: np.ndarray, top5: np.ndarray) -> None:
         """Replace the per-image classification results (e.g. by ten-crop ones), in loader order."""
@@ -157,9 +190,8 @@ class Evaluator:
 
     def paper_curve(self) -> dict[str, np.ndarray]:
         """GT-known / Top-1 Loc (per image) at every threshold of the curve grid."""
-        ious = np.concatenate(self._curve_ious)
+        hit = np.concatenate(self._curve_hits)
         _, top1, _ = self._arrays()
-        hit = ious >= 0.5
         return {
             "threshold": self.curve_thresholds,
             "gt_known_loc": 100.0 * hit.mean(axis=0),
@@ -180,7 +212,7 @@ class Evaluator:
             result["class_balanced"] = self.loc_metrics_at(ious, class_balanced=True)
             box = self.box_evaluator.compute()
             result["MaxBoxAcc"] = box["MaxBoxAcc"]
-            result["MaxBoxAccV2"] = box["MaxBoxAccV2"]
+            result[self.box_summary_name] = box["MaxBoxAccV2"]
             result["MaxBoxAcc_threshold"] = box["best_threshold"]
             result["best_threshold"] = self.best_threshold()
         else:
@@ -189,6 +221,12 @@ class Evaluator:
         if self.mask_evaluator is not None:
             result.update({k: v for k, v in self.mask_evaluator.compute().items() if k in ("PxAP", "PIoU")})
         return result
+
+    @property
+    def box_summary_name(self) -> str:
+        """Key of the mean MaxBoxAcc: ``MaxBoxAccV2`` only for its definition (see
+        :func:`bas.evaluate_maps.box_summary_name`)."""
+        return box_summary_name(self.multi_contour, self.iou_thresholds)
 
     def per_class(self, class_names: list[str] | None = None) -> list[dict[str, Any]]:
         """Per-class rows: images, Top-1 classification, GT-known and Top-1 Loc."""
@@ -224,26 +262,43 @@ def evaluate(
     amp: str | None = None,
     progress: bool = True,
     save_maps: str | Path | None = None,
+    standard_protocol: bool = False,
     desc: str = "eval",
 ) -> Evaluator:
-    """Evaluate ``model`` on ``loader``; returns the filled :class:`Evaluator` (call ``compute()``)."""
-    evaluator = Evaluator(num_classes, threshold, tuple(iou_thresholds), interval, multi_contour)
+    """Evaluate ``model`` on ``loader``; returns the filled :class:`Evaluator` (call ``compute()``).
+
+    ``standard_protocol``: the loader's maps cover the whole image (``resize`` mode); MaxBoxAcc
+    then uses the dataset's original boxes (its ``records``) scaled the protocol's way. ``save_maps``: write the
+    maps in the standard layout (``<save_maps>/<image_id>.npy``) and their metadata in
+    ``<save_maps>/metadata`` (needs maps of the whole image: ``resize`` mode).
+    """
+    records = {r.image_id: r for r in getattr(loader.dataset, "records", [])}
+    if save_maps is not None and not records:
+        raise ValueError("saving maps with their metadata needs a dataset of records (a bas.data dataset)")
+    evaluator = Evaluator(
+        num_classes,
+        threshold,
+        tuple(iou_thresholds),
+        interval,
+        multi_contour,
+        standard_boxes={i: r.boxes for i, r in records.items()} if standard_protocol and records else None,
+    )
+    entries = []
     for pred in predict_batches(
         model, loader, top_k=top_k, device=device, amp=amp, progress=progress, desc=desc
     ):
         evaluator.update(pred)
         if save_maps is not None:
             write_score_maps(save_maps, pred.image_ids, pred.maps.numpy())
+            sizes = pred.orig_sizes.tolist()
+            labels = pred.labels.tolist()
+            entries += [
+                (i, label, tuple(size), records[i].boxes)
+                for i, label, size in zip(pred.image_ids, labels, sizes)
+            ]
+    if save_maps is not None:
+        write_metadata(Path(save_maps) / METADATA_FOLDER, entries)
     return evaluator
-
-
-def write_score_maps(root: str | Path, image_ids: list[str], maps: np.ndarray) -> None:
-    """Write maps in the standard convention: ``<root>/<image_id>.npy`` (float32, [0, 1])."""
-    from bas.io import atomic_open
-
-    for image_id, m in zip(image_ids, maps):
-        with atomic_open(Path(root) / f"{image_id}.npy", "wb") as fh:
-            np.save(fh, m.astype(np.float32))
 
 
 @dataclass
@@ -292,12 +347,15 @@ def evaluate_split(
             device=device,
             progress=progress,
             save_maps=maps_dir,
+            standard_protocol=cfg["data"]["test_mode"] == "resize",
             desc=name,
         )
         if ten_crop:
             evaluator.set_classification(*ten_crop_classification(model, cfg, name, device, progress))
         return dataset, evaluator
 
+    if save_maps is not None and cfg["data"]["test_mode"] != "resize":
+        raise ConfigError("saved maps follow the standard protocol: evaluate with data.test_mode=resize")
     threshold = float(ev["threshold"])
     selection: dict[str, Any] = {}
     if select_on:
@@ -325,10 +383,8 @@ def ten_crop_classification(
     model: nn.Module, cfg: dict[str, Any], split: str, device: str = "cpu", progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-1 / Top-5 correctness with softmax averaged over ten crops (docs/method.md §5), in dataset order."""
-    from torch.utils.data import DataLoader
-
-    from bas.data import build_dataset, collate, ten_crop_transform
-    from bas.engine.data import prepare_dataset
+    from bas.data import build_dataset, ten_crop_transform
+    from bas.engine.data import guarded_loader, prepare_dataset
 
     data = cfg["data"]
     kind, root = prepare_dataset(cfg)
@@ -339,11 +395,8 @@ def ten_crop_classification(
         ten_crop_transform(data["input_size"], data["resize_size"]),
         **(data.get("options") or {}),
     )
-    loader = DataLoader(
-        dataset,
-        batch_size=max(1, data["eval_batch_size"] // 10),
-        collate_fn=collate,
-        num_workers=int(data["workers"]),
+    loader = guarded_loader(
+        dataset, batch_size=max(1, data["eval_batch_size"] // 10), num_workers=int(data["workers"])
     )
     top1, top5 = [], []
     k5 = min(5, model.num_classes)
@@ -367,9 +420,12 @@ def write_evaluation(
     save_vis: int = 0,
     device: str = "cpu",
 ) -> Path:
-    """metrics.json, per_class.csv/png, curve.csv/png, maxboxacc_curve.csv/png and an optional qualitative grid."""
+    """metrics.json, per_class.csv/png, curve.csv/png, maxboxacc_curve.csv/png and, with ``save_vis``,
+    a qualitative grid (qualitative.png) and those images' overlays at their own resolution
+    (``vis/<image_id>.png``)."""
+    from bas.engine.figures import save_threshold_curves
     from bas.io import write_json
-    from bas.visualize import save_bars, save_curve
+    from bas.visualize import save_bars
 
     out_dir = Path(out_dir)
     evaluator = report.evaluator
@@ -410,19 +466,7 @@ def write_evaluation(
                 for i, t in enumerate(box["thresholds"])
             ],
         )
-        save_curve(
-            out_dir / "curve.png",
-            paper["threshold"],
-            {"GT-known Loc": paper["gt_known_loc"], "Top-1 Loc": paper["top1_loc"]},
-            title="paper metrics vs threshold",
-        )
-        save_curve(
-            out_dir / "maxboxacc_curve.png",
-            box["thresholds"],
-            {f"IoU {metrics.iou_percent(d)}": acc for d, acc in box["accuracy"].items()},
-            ylabel="box accuracy (%)",
-            title="box accuracy vs threshold",
-        )
+        save_threshold_curves(out_dir, paper, box, report.result["threshold"])
     if save_vis:
         from bas.engine.figures import save_qualitative_grid
 
@@ -435,6 +479,9 @@ def write_evaluation(
             threshold=report.result["threshold"],
             device=device,
             class_names=report.class_names,
+            overlays=out_dir / "vis" if hasattr(report.dataset, "records") else None,
+            crop=cfg["data"]["test_mode"] == "crop",
+            resize_size=cfg["data"]["resize_size"],
         )
     return out_dir
 

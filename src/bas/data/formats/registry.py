@@ -29,10 +29,10 @@ class Option:
     type: Callable[[str], Any] | None = str
 
 
-def _default_check(dataset: WSOLDataset) -> list[DataError]:
+def _default_check(dataset: WSOLDataset, progress: Callable[[int], None] | None = None) -> list[DataError]:
     from bas.data.datasets import check_dataset
 
-    return check_dataset(dataset)
+    return check_dataset(dataset, progress)
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,8 @@ class DatasetFormat:
         build: ``build(root, split, transform, problems, **options)`` -> dataset, ``options``
             complete (defaults filled in); ``problems`` is None (raise) or a list to collect into.
         splits: ``splits(root, **options)`` -> the splits found on disk.
-        check: ``check(dataset)`` -> the problems of a built split (default: the shared
-            :func:`~bas.data.datasets.check_dataset`).
+        check: ``check(dataset, progress=None)`` -> the problems of a built split (default: the
+            shared :func:`~bas.data.datasets.check_dataset`; ``progress(n)`` counts the images).
     """
 
     name: str
@@ -55,7 +55,7 @@ class DatasetFormat:
     build: Callable[..., WSOLDataset]
     splits: Callable[..., list[str]]
     options: dict[str, Option] = field(default_factory=dict)
-    check: Callable[[WSOLDataset], list[DataError]] = _default_check
+    check: Callable[..., list[DataError]] = _default_check
 
     def resolve_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """``options`` with the defaults of the missing ones; ConfigError naming an unknown one."""

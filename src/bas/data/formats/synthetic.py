@@ -43,9 +43,9 @@ def splits(root: Path, **options) -> list[str]:
     return list(SPLITS)
 
 
-def check(dataset: WSOLDataset) -> list[DataError]:
+def check(dataset: WSOLDataset, progress: Callable[[int], None] | None = None) -> list[DataError]:
     """The shared checks plus the generator's marker."""
-    problems = check_dataset(dataset)
+    problems = check_dataset(dataset, progress)
     try:
         read_marker(dataset.root)
     except DataError as exc:
