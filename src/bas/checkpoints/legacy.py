@@ -83,9 +83,18 @@ def read_foreign(obj: Any, path: str | Path) -> Source:
 
 
 def plain_source(state_dict: dict[str, torch.Tensor]) -> Source:
-    """A bare state dict: ours when its keys are ``mid.`` / ``head.``, else the authors' (CVPR 2022)."""
+    """A bare state dict: ours when its keys are ``mid.`` / ``head.``, else a released file a method
+    recognises (``Method.read_released``), else the authors' WSOL naming (CVPR 2022)."""
     ours = any(k.startswith(BACKBONE) for k in normalise_keys(state_dict))
-    return Source(state_dict, "state_dict" if ours else "cvpr2022")
+    if ours:
+        return Source(state_dict, "state_dict")
+    stripped = strip_wrappers(state_dict)
+    for name in list_methods():
+        found = get_method(name).read_released(stripped)
+        if found is not None:
+            tensors, document = found
+            return Source(tensors, document["source"], dict(document))
+    return Source(state_dict, "cvpr2022")
 
 
 # -------------------------------------------------------------------------------- key handling
