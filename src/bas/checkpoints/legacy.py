@@ -14,8 +14,9 @@ Wrappers: a plain state dict, ``{"state_dict": ...}``, ``{"model": ...}``, keys 
 or ``model.``, and Lightning checkpoints (``state_dict`` with a ``model.`` prefix, next to
 ``pytorch-lightning_version``, ``epoch``, ``global_step`` ...).
 
-The architecture of a file without metadata is the registered one whose backbone names and shapes
-equal the file's.
+Other methods' released files (the segmentation ones) are recognised by their method
+(``Method.read_released``), which also names their architecture. The architecture of any other
+file without metadata is the registered one whose backbone names and shapes equal the file's.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class Source:
     """What a checkpoint file holds: its tensors, its family and what it says about itself."""
 
     state_dict: dict[str, torch.Tensor]
-    source: str  # bas | cvpr2022 | ijcv2023 | state_dict | lightning | training_state
+    source: str  # bas | cvpr2022 | ijcv2023 | state_dict | lightning | training_state | a method's release
     document: dict[str, Any] = field(default_factory=dict)
 
 

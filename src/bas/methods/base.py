@@ -119,7 +119,8 @@ class WSOLModel(nn.Module):
                     nn.init.normal_(module.weight, 0.0, 0.02)
                 else:
                     nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def head_maps(self, feat: torch.Tensor, *, frozen: bool = False) -> torch.Tensor:
         """``classifier(head(feat))``, (B, C, H', W'); ``frozen`` runs both with detached parameters

@@ -109,11 +109,7 @@ class MultiLabelBASModel(MultiLabelModel):
         self.generator = nn.Sequential(
             nn.Conv2d(backbone.mid_channels, k, 3, padding=1, bias=False), nn.Sigmoid()
         )
-        for conv in (self.classifier, self.generator[0]):
-            if init == "normal":
-                nn.init.normal_(conv.weight, 0.0, 0.02)
-            else:
-                nn.init.xavier_uniform_(conv.weight)
+        self.init_new_layers(init)
         # the positive-class draws: seeded from torch's seed when built (the run's train.seed)
         self.draws = torch.Generator().manual_seed(torch.initial_seed())
 
@@ -219,6 +215,9 @@ class MultiLabelMethod(Method):
 
     label_type = "multi_hot"
 
+    def build(self, backbone: Backbone, meta: ModelMeta, *, init: str, min_input_size: int) -> WSOLModel:
+        return self.model_class(backbone, meta, init=init, min_input_size=min_input_size)
+
     def validate(
         self, model: nn.Module, loader: Any, cfg: dict[str, Any], *, device: torch.device, progress: bool
     ) -> tuple[dict[str, Any], float]:
@@ -253,11 +252,6 @@ class MultiLabelBAS(MultiLabelMethod):
     loss_terms = ("cls", "fg_cls", "bas", "area")
     localization_map = "fg_map"
     config_defaults = {"loss.alpha": 0.2, "loss.beta": 1.2}
-
-    def build(
-        self, backbone: Backbone, meta: ModelMeta, *, init: str, min_input_size: int
-    ) -> MultiLabelBASModel:
-        return MultiLabelBASModel(backbone, meta, init=init, min_input_size=min_input_size)
 
     def loss(
         self, output: BASOutput, labels: torch.Tensor, cfg: dict[str, Any]

@@ -43,10 +43,7 @@ class MultiLabelCAMModel(MultiLabelModel):
     ):
         super().__init__(backbone, meta.replace(hidden=0), min_input_size=min_input_size)
         self.classifier = nn.Conv2d(backbone.out_channels, meta.num_classes, 1, bias=False)
-        if init == "normal":
-            nn.init.normal_(self.classifier.weight, 0.0, 0.02)
-        else:
-            nn.init.xavier_uniform_(self.classifier.weight)
+        self.init_new_layers(init)
         for name in FROZEN:
             getattr(self.mid, name).requires_grad_(False)
 
@@ -95,11 +92,6 @@ class MultiLabelCAM(MultiLabelMethod):
     model_class = MultiLabelCAMModel
     loss_terms = ("cls",)
     localization_map = "fg_map"
-
-    def build(
-        self, backbone: Backbone, meta: ModelMeta, *, init: str, min_input_size: int
-    ) -> MultiLabelCAMModel:
-        return MultiLabelCAMModel(backbone, meta, init=init, min_input_size=min_input_size)
 
     def loss(
         self, output: BASOutput, labels: torch.Tensor, cfg: dict[str, Any]

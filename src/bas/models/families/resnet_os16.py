@@ -18,6 +18,7 @@ from bas.models.backbones import Backbone, NamedSequence
 from bas.models.families.resnet import _unstride
 from bas.models.registry import Family, ModelSpec, register
 
+MID = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")
 FAMILY = Family("resnet_os16", input_size=448, resize_size=512)
 
 
@@ -25,17 +26,7 @@ def resnet50_os16_split() -> Backbone:
     """ResNet50 with strides (2, 2, 2, 1): mid through layer3 (stride 16), head = layer4 at stride 1."""
     net = tvm.resnet50(weights=None)
     _unstride(net.layer4)
-    mid = NamedSequence(
-        {
-            "conv1": net.conv1,
-            "bn1": net.bn1,
-            "relu": net.relu,
-            "maxpool": net.maxpool,
-            "layer1": net.layer1,
-            "layer2": net.layer2,
-            "layer3": net.layer3,
-        }
-    )
+    mid = NamedSequence({name: getattr(net, name) for name in MID})
     head = NamedSequence({"layer4": net.layer4})
     return Backbone(mid, head, net.layer4[0].conv1.in_channels, net.fc.in_features)
 
