@@ -372,6 +372,33 @@ def test_training_steps_on_synthetic_multi_hot_data(tiny_voc, tmp_path, monkeypa
     assert load_checkpoint(tmp_path / "run" / LAST).meta.method == method
 
 
+def test_poly_schedule_resumes_where_it_stopped(tiny_voc, tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        engine_train, "make_dataset_split", lambda cfg, split, train: TinyVOC(tiny_voc, split, 64)
+    )
+    monkeypatch.setattr(engine_data, "collate", _collate)
+    overrides = [
+        "model.pretrained=false",
+        "model.num_classes=null",
+        f"train.output_dir={tmp_path / 'run'}",
+        "data.train_split=train",
+        "data.batch_size=4",
+        "data.workers=0",
+        "optim.epochs=2",
+        "eval.every=0",
+        "train.sync_bn=false",
+        "train.log_every=1",
+    ]
+    Trainer(
+        load_config("voc/resnet50", [*overrides, "train.max_steps=3"]), progress=False, device="cpu"
+    ).fit()
+    resumed = Trainer(load_config("voc/resnet50", overrides), resume=True, progress=False, device="cpu")
+    assert resumed.step == 3 and resumed.scheduler.last_epoch == 3
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(0.005 * (1 - 3 / 4) ** 0.9)
+    resumed.fit()
+    assert resumed.step == 4 and resumed.scheduler.last_epoch == 4
+
+
 # -------------------------------------------------------------------------------- checkpoints
 
 
