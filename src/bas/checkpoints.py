@@ -626,7 +626,7 @@ def _method_of(net: BASModel | CAMModel) -> str:
 
 def _hidden_of(net: BASModel | CAMModel) -> int:
     """Width of the classifier's hidden convolutions (0: a CAM model without one)."""
-    return net.hidden if isinstance(net, CAMModel) else net.classifier[0].out_channels
+    return net.hidden
 
 
 def _build_for(meta: Mapping[str, Any]) -> BASModel | CAMModel:

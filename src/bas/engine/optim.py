@@ -5,17 +5,26 @@ SGD with nesterov momentum and four parameter groups: backbone weights (1x lr), 
 Like the reference code, BatchNorm scales count as weights and BatchNorm shifts as biases, and
 weight decay applies to every group. The learning rate decays by ``gamma`` every ``decay_every``
 epochs (``scheduler.step()`` once per epoch).
+
+The vision-transformer recipes (docs/vit.md) use ``optimizer: adamw`` (AdamW over the same groups,
+betas (0.9, 0.999)) and ``schedule: cosine``: a linear warmup over ``warmup_epochs`` epochs, then a
+cosine decay from ``lr`` to ``min_lr`` at ``epochs``, also stepped once per epoch.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import nn
 
+from bas.errors import ConfigError
+
 NEW_LAYER_PREFIXES = ("classifier.", "generator.", "fc.")
 GROUP_NAMES = ("backbone_weight", "backbone_bias", "new_weight", "new_bias")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine")
 
 
 def parameter_groups(
@@ -44,10 +53,14 @@ def parameter_groups(
     ]
 
 
-def build_optimizer(model: nn.Module, optim_cfg: dict[str, Any]) -> torch.optim.SGD:
-    """Nesterov SGD over :func:`parameter_groups` with the ``optim`` section of a config."""
+def build_optimizer(model: nn.Module, optim_cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    """Nesterov SGD (or AdamW) over :func:`parameter_groups` with the ``optim`` section of a config."""
+    name = _choice(optim_cfg, "optimizer", OPTIMIZERS)
+    groups = parameter_groups(model, optim_cfg["lr"], optim_cfg["lr_mult"])
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=optim_cfg["lr"], weight_decay=optim_cfg["weight_decay"])
     return torch.optim.SGD(
-        parameter_groups(model, optim_cfg["lr"], optim_cfg["lr_mult"]),
+        groups,
         lr=optim_cfg["lr"],
         momentum=optim_cfg["momentum"],
         weight_decay=optim_cfg["weight_decay"],
@@ -57,8 +70,28 @@ def build_optimizer(model: nn.Module, optim_cfg: dict[str, Any]) -> torch.optim.
 
 def build_scheduler(
     optimizer: torch.optim.Optimizer, optim_cfg: dict[str, Any]
-) -> torch.optim.lr_scheduler.StepLR:
-    """Step decay: every group's lr is multiplied by ``gamma`` after every ``decay_every`` epochs."""
-    return torch.optim.lr_scheduler.StepLR(
-        optimizer, step_size=int(optim_cfg["decay_every"]), gamma=optim_cfg["gamma"]
-    )
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Step decay (every group's lr times ``gamma`` every ``decay_every`` epochs) or warmup + cosine."""
+    if _choice(optim_cfg, "schedule", SCHEDULES) == "step":
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=int(optim_cfg["decay_every"]), gamma=optim_cfg["gamma"]
+        )
+    epochs, warmup = int(optim_cfg["epochs"]), int(optim_cfg.get("warmup_epochs", 0))
+    floor = float(optim_cfg.get("min_lr", 0.0)) / optim_cfg["lr"]
+    if not 0 <= warmup < epochs:
+        raise ConfigError(f"optim.warmup_epochs must be in [0, optim.epochs), got {warmup}")
+
+    def factor(epoch: int) -> float:
+        if epoch < warmup:
+            return (epoch + 1) / (warmup + 1)
+        progress = (epoch - warmup) / max(1, epochs - warmup)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _choice(optim_cfg: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
+    value = optim_cfg.get(key, choices[0])
+    if value not in choices:
+        raise ConfigError(f"optim.{key} must be one of {', '.join(choices)}, got {value!r}")
+    return value

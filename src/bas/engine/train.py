@@ -136,7 +136,9 @@ def validate_config(cfg: dict[str, Any], world_size: int = 1) -> None:
         "train.log_every",
     ):
         _check_int(cfg, key, 1)
-    _check_int(cfg, "model.hidden", 1, optional=cfg["method"] == "cam")  # null: plain CAM, no extra conv
+    _check_int(
+        cfg, "model.hidden", 0 if cfg["method"] == "bas" else 1, optional=cfg["method"] == "cam"
+    )  # null: plain CAM, no extra conv
     for key in ("data.workers", "eval.every", "train.checkpoint_every_steps", "train.seed"):
         _check_int(cfg, key, 0)
     _check_int(cfg, "train.max_steps", 1, optional=True)

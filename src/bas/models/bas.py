@@ -50,14 +50,18 @@ class BASOutput:
 def make_classifier(
     in_channels: int, num_classes: int, hidden: int = 1024, final_relu: bool = False
 ) -> nn.Sequential:
-    """``classifier_cls``: conv3x3 - ReLU - conv3x3 - ReLU - conv1x1 (- ReLU in the CVPR 2022 code)."""
-    layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, hidden, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(hidden, hidden, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(hidden, num_classes, 1),
-    ]
+    """``classifier_cls``: conv3x3 - ReLU - conv3x3 - ReLU - conv1x1 (- ReLU in the CVPR 2022 code).
+
+    ``hidden`` 0: the conv1x1 alone (the vision transformers' classifier, docs/vit.md).
+    """
+    layers: list[nn.Module] = [nn.Conv2d(hidden or in_channels, num_classes, 1)]
+    if hidden:
+        layers[:0] = [
+            nn.Conv2d(in_channels, hidden, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, padding=1),
+            nn.ReLU(inplace=True),
+        ]
     if final_relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -94,6 +98,7 @@ class BASModel(nn.Module):
         self.arch = arch
         self.variant = variant
         self.num_classes = num_classes
+        self.hidden = hidden
         self.min_input_size = min_input_size
         self.mid = backbone.mid
         self.head = backbone.head

@@ -134,3 +134,6 @@ def build_model(
 
         load_imagenet_weights(model, None if pretrained is True else pretrained)
     return model
+
+
+from bas.models import vit as _vit  # noqa: E402, F401  (registers the timm vision transformers)
