@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 import bas
 from bas.losses import bas_loss
-from bas.models.vit import TIMM_NAMES
+from bas.models.families.vit import TIMM_NAMES
 
 
 def plain_loss(model, images, labels):

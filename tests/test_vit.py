@@ -17,7 +17,7 @@ from bas._optional import MissingExtraError, optional
 from bas.errors import CheckpointError
 from bas.losses import bas_loss
 from bas.models import BASModel, build_model
-from bas.models.vit import TIMM_NAMES, create_timm_model, load_timm_weights, vit_split
+from bas.models.families.vit import TIMM_NAMES, create_timm_model, load_timm_weights, vit_split
 
 needs_timm = pytest.mark.skipif(optional("timm") is None, reason="timm is not installed (the timm extra)")
 K = 5
@@ -78,7 +78,7 @@ def test_mid_is_timms_network_up_to_block_k(size):
     """The grid is timm's patch tokens after block k, with timm's position-embedding interpolation."""
     torch.manual_seed(0)
     net = (
-        bas.models.vit._timm()
+        bas.models.families.vit._timm()
         .create_model(TIMM_NAMES["deit_tiny"], pretrained=False, num_classes=0, dynamic_img_size=True)
         .eval()
     )
@@ -162,6 +162,14 @@ def test_weights_from_a_timm_state_dict(tmp_path):
     torch.save(state, path)
     model = tiny()
     load_timm_weights(model, path)
+    # through build_model (the family's loader), into a 224-pixel model: the 4x4 position grid resampled
+    built = build_model("deit_tiny", K, hidden=0, pretrained=path)
+    from timm.layers import resample_abs_pos_embed
+
+    assert torch.allclose(built.mid.pos_embed, resample_abs_pos_embed(net.pos_embed, (14, 14)))
+    assert torch.equal(built.head.blocks["9"].attn.proj.weight, net.blocks[9].attn.proj.weight)
+    with pytest.raises(CheckpointError, match="no weights are downloaded"):
+        build_model("deit_tiny", K, hidden=0, pretrained=True)
     assert torch.equal(model.mid.pos_embed, net.pos_embed)
     assert torch.equal(model.mid.blocks["0"].attn.qkv.weight, net.blocks[0].attn.qkv.weight)
     assert torch.equal(model.head.blocks["11"].mlp.fc2.weight, net.blocks[11].mlp.fc2.weight)
@@ -231,7 +239,7 @@ def test_one_training_step_on_synthetic_data(tmp_path, monkeypatch):
     assert record["step"] == 1
     assert all(math.isfinite(record[k]) for k in ("loss", "cls", "fg_cls", "bas", "area"))
     trained = load_checkpoint(tmp_path / "run" / FINAL)
-    assert trained.arch == "deit_tiny" and trained.hidden == 0
+    assert trained.arch == "deit_tiny" and trained.meta.hidden == 0
     for key in (
         "mid.blocks.0.attn.qkv.weight",
         "head.cls_token",

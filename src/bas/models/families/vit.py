@@ -29,8 +29,11 @@ import torch
 from torch import nn
 
 from bas._optional import require
+from bas.checkpoints.keys import strip_wrappers
+from bas.checkpoints.safe import is_tensor_dict, torch_load
 from bas.errors import CheckpointError
 from bas.models.backbones import Backbone
+from bas.models.registry import Family, ModelSpec, register
 
 # our name -> timm's name (patch 16, 224x224, one class token)
 TIMM_NAMES = {
@@ -162,7 +165,7 @@ def vit_split(
 
 
 def load_timm_weights(model: nn.Module, path: str | Path | None) -> None:
-    """Initialise ``model.mid`` / ``model.head`` from a local file of timm weights of ``model.arch``.
+    """The family's ``load_pretrained``: initialise ``model.mid`` / ``model.head`` from a local file of timm weights of ``model.arch``.
 
     The file is a state dict of the timm network (optionally under ``state_dict`` or ``model``);
     its classifier (``head.*``, ``head_dist.*``, ``fc_norm.*``) is ignored, every other key must
@@ -175,14 +178,13 @@ def load_timm_weights(model: nn.Module, path: str | Path | None) -> None:
             f"{arch}: no weights are downloaded for vision transformers; pass the path of a timm "
             f"state dict of {TIMM_NAMES.get(arch, arch)} (model.pretrained=PATH)"
         )
-    from bas.checkpoints import _torch_load  # noqa: PLC0415 (today's safe loader)
-
-    state = _torch_load(path)
+    state = torch_load(path)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not is_tensor_dict(state):
         raise CheckpointError(f"{path}: not a state dict of timm weights")
+    state = strip_wrappers(state)
     state = {k: v for k, v in state.items() if not k.startswith(("head.", "head_dist.", "fc_norm."))}
     net = create_timm_model(arch, _img_size(model))
     if "pos_embed" in state and state["pos_embed"].shape != net.pos_embed.shape:
@@ -210,19 +212,18 @@ def _img_size(model: nn.Module) -> int:
     return model.mid.grid_size[0] * PATCH
 
 
-def _register() -> None:
-    from bas.models.registry import ModelSpec, register
+# The ImageNet mean and std (DeiT's), as the data pipeline uses for every family; timm's ViT weights
+# (augreg) were trained with 0.5 / 0.5, a difference fine-tuning has to absorb (docs/vit.md).
+FAMILY = Family("vit", load_pretrained=load_timm_weights)
 
-    for arch, timm_name in TIMM_NAMES.items():
-        register(
-            ModelSpec(
-                arch,
-                partial(vit_split, arch),
-                False,
-                min_input_size=PATCH,
-                description=f"timm {timm_name}, mid = blocks[:k] patch grid (k = 2/3 depth), head = the rest",
-            )
+for _arch, _timm_name in TIMM_NAMES.items():
+    register(
+        ModelSpec(
+            _arch,
+            partial(vit_split, _arch),
+            False,
+            FAMILY,
+            min_input_size=PATCH,
+            description=f"timm {_timm_name}, mid = patch grid after block 2/3 of the depth, head = the rest",
         )
-
-
-_register()
+    )
