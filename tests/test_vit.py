@@ -265,3 +265,61 @@ def test_onnx_export_matches_eager(tmp_path):
             ref_logits, ref_maps = InferenceModule(model, 2, 64)(x)
         np.testing.assert_allclose(logits, ref_logits.numpy(), atol=1e-4)
         np.testing.assert_allclose(maps, ref_maps.numpy(), atol=1e-4)
+
+
+# ------------------------------------------------------------------------ recipes and files
+
+
+@needs_timm
+@pytest.mark.parametrize("recipe", ["cub/deit_small", "ilsvrc/deit_small"])
+def test_recipes_use_adamw_with_warmup_and_cosine(recipe):
+    from bas.config import load_config
+    from bas.engine.optim import build_optimizer, build_scheduler
+    from bas.engine.train import validate_config
+
+    cfg = load_config(recipe)
+    validate_config(cfg)
+    assert (cfg["model"]["arch"], cfg["model"]["hidden"]) == ("deit_small", 0)
+    o = cfg["optim"]
+    model = build_model("deit_tiny", K, hidden=0)
+    optimizer = build_optimizer(model, o)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert {g["name"]: g["lr"] / o["lr"] for g in optimizer.param_groups} == {
+        "backbone_weight": 1,
+        "backbone_bias": 1,
+        "new_weight": 10,
+        "new_bias": 10,
+    }
+    scheduler = build_scheduler(optimizer, o)
+    factors = []
+    for _ in range(o["epochs"]):
+        factors.append(optimizer.param_groups[0]["lr"] / o["lr"])
+        optimizer.step()
+        scheduler.step()
+    warmup = o["warmup_epochs"]
+    assert factors[:warmup] == pytest.approx([(i + 1) / (warmup + 1) for i in range(warmup)])
+    assert factors[warmup] == pytest.approx(1.0)
+    assert all(a > b for a, b in zip(factors[warmup:], factors[warmup + 1 :]))  # cosine decay
+    assert factors[-1] > o["min_lr"] / o["lr"]
+
+
+@needs_timm
+def test_a_file_without_metadata_tells_the_conv1x1_classifier():
+    from bas.methods import get_method
+
+    state = tiny().state_dict()
+    assert get_method("bas").infer_options(state) == {"num_classes": K, "hidden": 0}
+    wide = BASModel(vit_split("deit_tiny", img_size=64), K, arch="deit_tiny", hidden=8).state_dict()
+    assert get_method("bas").infer_options(wide) == {"num_classes": K, "hidden": 8}
+
+
+def test_files_without_metadata_skip_the_family_when_timm_is_missing(monkeypatch):
+    from bas.checkpoints import legacy
+
+    state = build_model("resnet18", 3, hidden=8).state_dict()
+    legacy._arch_signature.cache_clear()
+    monkeypatch.setitem(sys.modules, "timm", None)
+    try:
+        assert legacy.infer_arch(state) == "resnet18"
+    finally:
+        legacy._arch_signature.cache_clear()
