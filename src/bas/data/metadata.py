@@ -47,6 +47,8 @@ class WSOLMetadata:
         sizes: ``{image_id: (width, height)}``; empty when ``image_sizes.txt`` is empty or absent.
         boxes: ``{image_id: float64 array (M, 4)}`` of ``[x0, y0, x1, y1]`` in image pixels.
         masks: ``{image_id: [(mask_path, ignore_path or None), ...]}`` relative to the mask root.
+        lines: ``{image_id: line}`` of ``image_ids.txt``; ``loc_lines``: the first line of each
+            image in ``localization.txt`` (for messages).
     """
 
     root: Path
@@ -55,6 +57,8 @@ class WSOLMetadata:
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     boxes: dict[str, np.ndarray] = field(default_factory=dict)
     masks: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+    loc_lines: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -196,11 +200,13 @@ def load_metadata(metadata_dir: str | Path, kind: LocalizationKind | None = None
 
     boxes: dict[str, list[list[float]]] = {}
     masks: dict[str, list[tuple[str, str | None]]] = {}
+    loc_lines: dict[str, int] = {}
     records = _read_records(loc_file, required=False) or []
     if records:
         kind = kind or _detect_kind(records, loc_file)
     for lineno, text in records:
         if kind == "masks":
+            loc_lines.setdefault(text.split(",", 1)[0], lineno)
             fields = text.split(",")
             if len(fields) != 3 or not fields[0] or not fields[1]:
                 raise DataError(f"expected 'image_id,mask_path,ignore_path', got {text!r}", loc_file, lineno)
@@ -223,6 +229,7 @@ def load_metadata(metadata_dir: str | Path, kind: LocalizationKind | None = None
                     lineno,
                 )
         boxes.setdefault(image_id, []).append(box)
+        loc_lines.setdefault(image_id, lineno)
     if records:
         _check_complete(set(boxes) | set(masks), id_lines, ids_file, loc_file)
 
@@ -233,4 +240,6 @@ def load_metadata(metadata_dir: str | Path, kind: LocalizationKind | None = None
         sizes=sizes,
         boxes={k: np.asarray(v, dtype=np.float64).reshape(-1, 4) for k, v in boxes.items()},
         masks=masks,
+        lines=id_lines,
+        loc_lines=loc_lines,
     )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bas.data.paths import relative_parts, resolve_in_root
+from bas.data.paths import check_inside, relative_parts, resolve_in_root
 from bas.errors import DataError
 
 if TYPE_CHECKING:
@@ -42,6 +42,18 @@ class Problems:
         """Whether ``relpath`` stays inside its root (see :mod:`bas.data.paths`); reports it if not."""
         try:
             relative_parts(relpath, file=file, line=line)
+        except DataError as exc:
+            self.add(exc)
+            return False
+        return True
+
+    def inside(
+        self, root: str | Path, path: str | Path, file: str | Path | None = None, line: int | None = None
+    ) -> bool:
+        """Whether ``path`` stays inside ``root`` with its symbolic links followed
+        (:func:`~bas.data.paths.check_inside`); reports it if not."""
+        try:
+            check_inside(root, path, file=file, line=line)
         except DataError as exc:
             self.add(exc)
             return False

@@ -19,7 +19,7 @@ from bas.data.formats.bas_list import read_label_list
 from bas.data.formats.folder import ImageFolderDataset, class_folders
 from bas.data.formats.registry import DatasetFormat, Option, first_existing, register_format
 from bas.data.parsing import Problems, box_error, boxes_from_flat, parse_floats, parse_int, read_lines
-from bas.data.paths import resolve_in_root
+from bas.data.paths import relative_parts
 from bas.errors import DataError
 
 
@@ -244,10 +244,13 @@ class ILSVRCValDataset(WSOLDataset):
             if not 0 <= label < max(len(wnids), 1):
                 report.report(f"{image_id}: label {label} outside 0..{len(wnids) - 1}", *ann.where)
                 continue
+            path = layout(image_id, wnid)
+            if not report.inside(image_dir, path, *ann.where):
+                continue
             records.append(
                 Record(
                     image_id,
-                    layout(image_id, wnid),
+                    path,
                     label,
                     boxes_from_flat(ann.boxes),
                     size=ann.size,
@@ -267,10 +270,10 @@ class ILSVRCValDataset(WSOLDataset):
     def _layout(self, entries: list) -> Callable[[str, str], Path]:
         """Choose how ids map to files from the first image that exists."""
         d = self.image_dir
-        layouts: list[Callable[[str, str], Path]] = [
-            lambda i, w: resolve_in_root(d, i),
-            lambda i, w: resolve_in_root(d, _basename(i)),
-            lambda i, w: resolve_in_root(d, f"{w}/{_basename(i)}"),
+        layouts: list[Callable[[str, str], Path]] = [  # ids and wnids are contained already
+            lambda i, w: d.joinpath(*relative_parts(i)),
+            lambda i, w: d.joinpath(*relative_parts(_basename(i))),
+            lambda i, w: d.joinpath(*relative_parts(f"{w}/{_basename(i)}")),
         ]
         for image_id, _, _, wnid in entries[:1]:
             for layout in layouts:
