@@ -313,3 +313,59 @@ def test_data_check_lists_links_leading_out(tmp_path: Path, kind: str, capsys):
     assert main(["data", "check", kind, str(tmp_path / "data"), "--split", "test", *args]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert any(f"{file}:2: path " in s and "is a symbolic link that leads outside" in s for s in lines)
+
+
+# ----------------------------------------------------------------------------- EXIF frame
+
+
+def _rotated_jpeg(path: Path) -> Path:
+    """A 40x20 (W x H, as stored) JPEG whose EXIF orientation says 'turn 90 degrees'."""
+    import numpy as np
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((20, 40, 3), dtype=np.uint8)).save(path, exif=exif, quality=95)
+    return path
+
+
+def test_datasets_read_images_in_the_stored_frame_photos_in_the_viewer_frame(tmp_path: Path):
+    from bas.io import read_image
+
+    _rotated_jpeg(tmp_path / "001.A" / "a.jpg")
+    _write(tmp_path / "test_list.txt", ["001.A/a.jpg;0"])
+    _write(tmp_path / "test_bounding_box.txt", ["1 1 39 19 20 40"])  # a box of the stored frame
+    dataset = build_dataset("bas_list", tmp_path, "test")
+    sample = dataset[0]
+    assert sample["orig_size"] == (40, 20) and tuple(sample["image"].shape) == (3, 20, 40)
+    assert get_format("bas_list").check(dataset) == []  # the box lies inside the stored frame
+    assert read_image(tmp_path / "001.A" / "a.jpg").size == (20, 40)  # bas predict's view
+
+
+def test_evaluate_maps_sizes_agree_with_the_dataset_reader(tmp_path: Path):
+    from bas.data.datasets import image_size
+    from bas.data.metadata import load_metadata
+    from bas.evaluate_maps import _image_size
+
+    image = _rotated_jpeg(tmp_path / "images" / "a.jpg")
+    meta = tmp_path / "meta"
+    _write(meta / "image_ids.txt", ["a.jpg"])
+    _write(meta / "class_labels.txt", ["a.jpg,0"])
+    assert _image_size(load_metadata(meta), "a.jpg", tmp_path / "images") == image_size(image) == (40, 20)
+
+
+def test_label_masks_truncated_or_bombs_are_data_errors(tmp_path: Path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from bas.wsss.masks import read_label_png
+
+    Image.fromarray(np.zeros((60, 60), dtype=np.uint8), "L").save(tmp_path / "m.png")
+    data = (tmp_path / "m.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"cut\.png: cannot read the label mask"):
+        read_label_png(tmp_path / "cut.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 3600 pixels > 2 x the limit
+    with pytest.raises(DataError, match=r"m\.png: the label mask refused as a possible decompression bomb"):
+        read_label_png(tmp_path / "m.png")

@@ -87,12 +87,15 @@ class Record:
 # ----------------------------------------------------------------------------- image and mask files
 
 
-open_rgb = read_image  # the package's one image reader (bas.io.read_image), under its old name
+def open_rgb(path: str | Path) -> Image.Image:
+    """A dataset image as RGB in its stored pixel frame (:func:`bas.io.read_image` without the EXIF
+    rotation: annotation boxes are in that frame, as the reference code reads the images)."""
+    return read_image(path, exif=False)
 
 
 def read_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
     """Read a mask PNG as bool ``(H, W)`` (grey > 127), resized (nearest) to ``size = (W, H)``."""
-    grey = read_image(path, "L", what="mask")
+    grey = read_image(path, "L", what="mask", exif=False)
     if grey.size != tuple(size):
         grey = grey.resize(tuple(size), Image.NEAREST)
     return np.asarray(grey) > MASK_THRESHOLD
@@ -229,8 +232,8 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """``(W, H)`` of the fully decoded, oriented image (:func:`bas.io.read_image`); DataError on failure."""
-    return read_image(path).size
+    """``(W, H)`` of the fully decoded image in its stored frame (:func:`open_rgb`); DataError on failure."""
+    return open_rgb(path).size
 
 
 def check_dataset(dataset: WSOLDataset, progress: Callable[[int], None] | None = None) -> list[DataError]:
@@ -240,7 +243,7 @@ def check_dataset(dataset: WSOLDataset, progress: Callable[[int], None] | None =
     inverted. Returns the problems; raises nothing."""
     problems: list[DataError] = []
     seen: dict[str, int] = {}
-    decoded = decode_images([r.path for r in dataset.records], progress=progress)
+    decoded = decode_images([r.path for r in dataset.records], progress=progress, exif=False)
     for k, r in enumerate(dataset.records):
         where = r.where or (r.image_id, None)
         if r.image_id in seen:
