@@ -14,7 +14,8 @@ A split folder ``metadata/<CUB|ILSVRC|OpenImages>/<train|val|test>/`` holds, one
 Every id must be listed in ``image_ids.txt`` and every listed id must appear in
 ``class_labels.txt`` (and in ``image_sizes.txt`` / ``localization.txt`` when those are not
 empty). Boxes must satisfy ``0 <= x0 <= x1`` and ``0 <= y0 <= y1`` and, when the image size is
-known, ``x1 <= width`` and ``y1 <= height``. Any violation raises :class:`bas.errors.DataError`
+known, ``x1 <= width`` and ``y1 <= height`` exactly (the standard metadata's boxes are in
+image pixels; the other formats allow :data:`bas.data.parsing.BORDER_TOLERANCE`). Any violation raises :class:`bas.errors.DataError`
 naming the file and line, and so does an id or mask path that is absolute or climbs out of its
 root with ``..`` (see :mod:`bas.data.paths`).
 """
@@ -28,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 
+from bas.data.parsing import box_outside
 from bas.data.paths import relative_parts
 from bas.errors import DataError
 
@@ -221,13 +223,8 @@ def load_metadata(metadata_dir: str | Path, kind: LocalizationKind | None = None
         _check_listed(image_id, id_lines, ids_file, loc_file, lineno)
         box = _parse_box(fields[1:], text, loc_file, lineno)
         if image_id in sizes:
-            width, height = sizes[image_id]
-            if box[2] > width or box[3] > height:
-                raise DataError(
-                    f"box {box} lies outside the {width}x{height} image given in {sizes_file.name}",
-                    loc_file,
-                    lineno,
-                )
+            if (msg := box_outside(box, sizes[image_id], tolerance=0)) is not None:
+                raise DataError(f"{msg} given in {sizes_file.name}", loc_file, lineno)
         boxes.setdefault(image_id, []).append(box)
         loc_lines.setdefault(image_id, lineno)
     if records:

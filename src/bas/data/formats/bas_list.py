@@ -15,10 +15,12 @@ from bas.data.formats.registry import DatasetFormat, Option, first_existing, reg
 from bas.data.parsing import (
     Problems,
     box_error,
+    box_outside,
     boxes_from_flat,
     classes_from_ids,
     parse_floats,
     parse_int,
+    positive_size,
     read_lines,
 )
 from bas.data.paths import check_inside
@@ -78,7 +80,18 @@ class BASListDataset(WSOLDataset):
                 if (msg := next((m for b in boxes if (m := box_error(b))), None)) is not None:
                     report.report(msg, box_file, lineno)
                     continue
-                height, width = int(values[-2]), int(values[-1])
+                size = positive_size(text.split()[-2:])
+                if size is None:
+                    report.report(
+                        f"height and width must be integers >= 1, got {text.split()[-2:]}", box_file, lineno
+                    )
+                    continue
+                height, width = size
+                if (
+                    msg := next((m for b in boxes if (m := box_outside(b, (width, height)))), None)
+                ) is not None:
+                    report.report(msg, box_file, lineno)
+                    continue
                 with_boxes.append(
                     Record(
                         record.image_id,
