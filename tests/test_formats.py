@@ -369,3 +369,18 @@ def test_label_masks_truncated_or_bombs_are_data_errors(tmp_path: Path, monkeypa
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 3600 pixels > 2 x the limit
     with pytest.raises(DataError, match=r"m\.png: the label mask refused as a possible decompression bomb"):
         read_label_png(tmp_path / "m.png")
+
+
+def test_writers_refuse_links_in_the_output_folder_that_lead_out(tmp_path: Path):
+    from bas.io import path_inside
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "cls").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(
+        DataError, match="'cls/a.jpg' is a symbolic link that leads outside the output folder"
+    ):
+        path_inside(tmp_path / "out", "cls/a.jpg", ".npy")
+    (tmp_path / "out" / "inner").mkdir()
+    (tmp_path / "out" / "alias").symlink_to(tmp_path / "out" / "inner")
+    assert path_inside(tmp_path / "out", "alias/a.jpg", ".npy") == tmp_path / "out" / "alias" / "a.jpg.npy"

@@ -193,7 +193,8 @@ def path_inside(folder: str | Path, name: str, suffix: str = "") -> Path:
     """``<folder>/<name><suffix>`` for a relative ``name`` (an image id, a relative input path).
 
     Raises :class:`bas.errors.DataError` when ``name`` is empty, absolute or holds a ``..`` part,
-    so that an output named after it cannot land outside ``folder``.
+    or when a symbolic link already in ``folder`` would lead the file outside it, so that an
+    output named after it cannot land outside ``folder``.
     """
     from pathlib import PurePosixPath, PureWindowsPath
 
@@ -204,7 +205,11 @@ def path_inside(folder: str | Path, name: str, suffix: str = "") -> Path:
         raise DataError(
             f"name {name!r} must be a relative path without '..' to stay inside the folder", folder
         )
-    return Path(folder) / f"{name}{suffix}"
+    from bas.data.paths import check_inside
+
+    path = Path(folder) / f"{name}{suffix}"
+    check_inside(folder, path, file=folder, what=name, root_name="the output folder")
+    return path
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -56,6 +56,7 @@ def check_inside(
     file: str | Path | None = None,
     line: int | None = None,
     what: str | None = None,
+    root_name: str = "the dataset root",
 ) -> None:
     """DataError unless ``path`` (under ``root``), with its symbolic links followed, stays inside
     the resolved ``root``. The error names ``file:line`` (default: ``path`` itself)."""
@@ -67,7 +68,7 @@ def check_inside(
     if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
         shown = what if what is not None else os.fspath(path)
         raise DataError(
-            f"path {shown!r} is a symbolic link that leads outside the dataset root (to {real})",
+            f"path {shown!r} is a symbolic link that leads outside {root_name} (to {real})",
             file if file is not None else path,
             line,
         )
