@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from bas import checkpoints
 from bas._optional import optional
 from bas.config import dump_config
+from bas.data.datasets import check_num_classes
 from bas.engine import distributed as D
 from bas.engine.data import eval_loader, make_dataset_split, per_rank_batch_size, train_loader
 from bas.engine.evaluate import autocast_context
@@ -173,10 +174,12 @@ class Trainer:
         if not env.is_local_main:
             self.train_set = make_dataset_split(cfg, cfg["data"]["train_split"], train=True)
         self.num_classes = int(cfg["model"]["num_classes"] or self.train_set.num_classes)
+        check_num_classes(self.train_set, self.num_classes, "model.num_classes")
         self.class_names = list(getattr(self.train_set, "classes", []) or [])
         self.val_set = None
         if cfg["eval"]["every"] and cfg["data"]["val_split"]:
             self.val_set = make_dataset_split(cfg, cfg["data"]["val_split"], train=False)
+            check_num_classes(self.val_set, self.num_classes, "model.num_classes")
 
         self.method = get_method(cfg["method"])
         model = create_model(cfg, self.num_classes).to(env.device)
