@@ -200,7 +200,7 @@ def test_rebuilt_schedule_matches_an_uninterrupted_one():
     scheduler = build_scheduler(optimizer, old)
     for _ in range(3):
         scheduler.step()
-    rebuilt = rebuild_schedule(optimizer, new, 3)
+    rebuilt = rebuild_schedule(optimizer, new, epoch=3, step=30)
     reference = build_optimizer(model, new)
     ref_scheduler = build_scheduler(reference, new)
     for _ in range(3):

@@ -179,16 +179,22 @@ def _models() -> list[str]:
     return list_models()
 
 
-def _formats() -> list[str]:
-    from bas.data.formats import list_formats
-
-    return list_formats()
-
-
 def _select_metrics() -> tuple[str, ...]:
     from bas.engine.train import SELECT_METRICS
 
     return SELECT_METRICS
+
+
+def _schedules() -> tuple[str, ...]:
+    from bas.engine.optim import SCHEDULES
+
+    return SCHEDULES
+
+
+def _optimizers() -> tuple[str, ...]:
+    from bas.engine.optim import OPTIMIZERS
+
+    return OPTIMIZERS
 
 
 def _amp_modes() -> tuple:
@@ -208,7 +214,7 @@ CORE: dict[str, Key] = {
     "model.arch": Key("str", choices=_models),
     "model.num_classes": Key("int", nullable=True, min=1),
     "model.pretrained": Key(("bool", "str"), help="true, false or a weight file"),
-    "data.dataset": Key("str", choices=_formats),
+    "data.dataset": Key("str"),  # a registered format: its options are checked (see check_config)
     "data.root": Key("str", nullable=True),
     "data.options": Key("mapping", nullable=True),
     "data.train_split": Key("str"),
@@ -238,8 +244,15 @@ CORE: dict[str, Key] = {
         help="backbone weights, backbone biases, new-layer weights, new-layer biases",
     ),
     "optim.epochs": COUNT,
+    "optim.schedule": Key("str", choices=_schedules),
     "optim.decay_every": COUNT,
     "optim.gamma": Key("number", min=0, above=True),
+    "optim.power": Key("number", min=0, above=True),
+    "optim.reference_quirks": Key("bool"),
+    "optim.reference_gpus": COUNT,
+    "optim.optimizer": Key("str", choices=_optimizers),
+    "optim.warmup_epochs": NON_NEGATIVE,
+    "optim.min_lr": Key("number", min=0),
     "eval.top_k": COUNT,
     "eval.threshold": FRACTION,
     "eval.iou_thresholds": Key("list", item=Key("number", min=0, max=100, above=True)),
@@ -332,9 +345,13 @@ def _as_tuple(types: str | tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _check_options(dataset: str, options: Mapping[str, Any], fail: Callable[[str, str], None]) -> None:
-    """``data.options`` against the options the format declares."""
-    from bas.data.formats import get_format
+    """``data.options`` against the options the format declares. A dataset kind that no module
+    registers (a recipe whose format comes with another package) is refused when it is built."""
+    from bas.data.formats import list_formats
+    from bas.data.formats.registry import get_format
 
+    if dataset not in list_formats():
+        return
     fmt = get_format(dataset)
     for name, value in options.items():
         dotted = f"data.options.{name}"

@@ -1,6 +1,7 @@
 """The training loop: one code path from a laptop CPU to many GPUs under ``torchrun``.
 
-* the papers' optimiser and step schedule (:mod:`bas.engine.optim`);
+* the papers' optimiser and schedules, step (per epoch) or poly (per step) (:mod:`bas.engine.optim`);
+* single-class or multi-hot labels, as the method's model takes them (``batch["label"]``);
 * mixed precision (``train.amp``: ``bf16``, or ``fp16`` with gradient scaling), channels_last,
   optional ``torch.compile``, gradient accumulation (``train.accum_steps`` micro-batches per step;
   ``data.batch_size`` is the global batch of one optimiser step, whatever the number of processes);
@@ -40,10 +41,17 @@ from tqdm.auto import tqdm
 from bas import checkpoints
 from bas._optional import optional
 from bas.config import dump_config
+from bas.data.datasets import check_num_classes
 from bas.engine import distributed as D
 from bas.engine.data import eval_loader, make_dataset_split, per_rank_batch_size, train_loader
 from bas.engine.evaluate import autocast_context
-from bas.engine.optim import build_optimizer, build_scheduler, rebuild_schedule
+from bas.engine.optim import (
+    build_optimizer,
+    build_scheduler,
+    poly_horizon,
+    rebuild_schedule,
+    steps_per_update,
+)
 from bas.errors import ConfigError, TrainingError
 from bas.io import to_json, write_text
 from bas.methods import get_method
@@ -55,7 +63,7 @@ FINAL = "model.safetensors"
 LOG = "metrics.jsonl"
 AMP_MODES = (None, "bf16", "fp16")
 # Validation metrics that can select the best checkpoint (all: higher is better).
-SELECT_METRICS = ("MaxBoxAccV2", "top1_loc", "gt_known_loc", "top1_cls", "PxAP", "PIoU")
+SELECT_METRICS = ("MaxBoxAccV2", "top1_loc", "gt_known_loc", "top1_cls", "PxAP", "PIoU", "mAP")
 
 
 def seed_everything(seed: int) -> None:
@@ -91,7 +99,9 @@ def validate_config(cfg: dict[str, Any], world_size: int = 1) -> None:
     ``train.accum_steps`` micro-batches) the global batch must split evenly.
     """
     check_config(cfg)
-    if cfg["optim"]["nesterov"] and cfg["optim"]["momentum"] <= 0:
+    optim = cfg["optim"]
+    sgd = optim["optimizer"] == "sgd" and not optim["reference_quirks"]
+    if sgd and optim["nesterov"] and optim["momentum"] <= 0:
         raise ConfigError(
             f"optim.nesterov needs optim.momentum > 0, got {cfg['optim']['momentum']!r} "
             "(give --set optim.nesterov=false)"
@@ -137,10 +147,12 @@ class Trainer:
         if not env.is_local_main:
             self.train_set = make_dataset_split(cfg, cfg["data"]["train_split"], train=True)
         self.num_classes = int(cfg["model"]["num_classes"] or self.train_set.num_classes)
+        check_num_classes(self.train_set, self.num_classes, "model.num_classes")
         self.class_names = list(getattr(self.train_set, "classes", []) or [])
         self.val_set = None
         if cfg["eval"]["every"] and cfg["data"]["val_split"]:
             self.val_set = make_dataset_split(cfg, cfg["data"]["val_split"], train=False)
+            check_num_classes(self.val_set, self.num_classes, "model.num_classes")
 
         self.method = get_method(cfg["method"])
         model = create_model(cfg, self.num_classes).to(env.device)
@@ -159,7 +171,6 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.optimizer = build_optimizer(model, cfg["optim"])
-        self.scheduler = build_scheduler(self.optimizer, cfg["optim"])
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=tcfg["amp"] == "fp16")
         self.loader = train_loader(
             self.train_set, cfg, rank=env.rank, world_size=env.world_size, device=env.device
@@ -170,6 +181,11 @@ class Trainer:
                 f"the training split has {len(self.train_set)} images, fewer than one step "
                 f"(data.batch_size={cfg['data']['batch_size']})"
             )
+        self.schedule_per_step = steps_per_update(cfg["optim"])
+        self.horizon = poly_horizon(
+            cfg["optim"], self.steps_per_epoch, len(self.train_set), int(cfg["data"]["batch_size"])
+        )
+        self.scheduler = build_scheduler(self.optimizer, cfg["optim"], self.horizon)
         self.epoch, self.step, self.batch_in_epoch = 0, 0, 0
         self.best: float | None = None
         self.last_metrics: dict[str, Any] = {}
@@ -203,7 +219,9 @@ class Trainer:
         self.batch_in_epoch = int(extra.get("batch_in_epoch", 0))
         self.best = extra.get("best")
         self.last_metrics = state.get("metrics") or {}
-        self.scheduler = rebuild_schedule(self.optimizer, self.cfg["optim"], self.epoch)
+        self.scheduler = rebuild_schedule(
+            self.optimizer, self.cfg["optim"], epoch=self.epoch, step=self.step, total_steps=self.horizon
+        )
         if self.env.is_main:
             self._truncate_log()
             print(
@@ -372,6 +390,8 @@ class Trainer:
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
+            if self.schedule_per_step:
+                self.scheduler.step()
         return values
 
     def train_epoch(self) -> tuple[dict[str, float], bool]:
@@ -509,7 +529,8 @@ class Trainer:
                     break
                 self.epoch += 1
                 self.batch_in_epoch = 0
-                self.scheduler.step()
+                if not self.schedule_per_step:
+                    self.scheduler.step()
                 record: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step, **stats}
                 if self._validation_due():
                     record.update(self._validate_and_keep_best())
