@@ -71,13 +71,15 @@ def create_model(cfg: dict[str, Any], num_classes: int) -> nn.Module:
 
     method = get_method(cfg["method"])
     m = cfg["model"]
-    return build_model(
+    model = build_model(
         m["arch"],
         num_classes,
         method=method.name,
         pretrained=m["pretrained"],
         **method.options_from_config(cfg),
     )
+    method.configure(model, cfg)  # the method's training-only settings (has.*, adl.* ...)
+    return model
 
 
 # ------------------------------------------------------------------------------ config checks

@@ -118,7 +118,7 @@ class CAM(Method):
     config_defaults = {"model.hidden": None}
 
     def build(self, backbone: Backbone, meta: ModelMeta, *, init: str, min_input_size: int) -> CAMModel:
-        return CAMModel(
+        return self.model_class(
             backbone,
             meta.num_classes,
             arch=meta.arch,
