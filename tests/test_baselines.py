@@ -264,3 +264,54 @@ def test_baselines_train_save_load_and_export(method, settings, read, tmp_path):
         out = loaded.eval()(x)  # nothing hidden or dropped at inference
     assert torch.allclose(logits, out.logits, atol=1e-5)
     assert torch.allclose(maps, localization_maps(out.fg_map, 48), atol=1e-5)
+
+
+# --------------------------------------------------------------------- bas benchmark --methods
+
+
+def test_benchmark_methods_are_chosen_by_name_in_order():
+    from bas.engine.compare import load_benchmark
+
+    assert list(load_benchmark("synthetic").methods) == ["CAM", "BAS"]  # the file's default_methods
+    bench = load_benchmark("synthetic", methods=["cam", "has", "adl", "bas"])
+    assert list(bench.methods) == ["CAM", "HaS", "ADL", "BAS"]
+    assert list(load_benchmark("synthetic", methods=["BAS", "adl"]).methods) == ["BAS", "ADL"]
+    with pytest.raises(
+        ConfigError, match="--methods: unknown method 'acol'; the benchmark has cam, has, adl, bas"
+    ):
+        load_benchmark("synthetic", methods=["cam", "acol"])
+    with pytest.raises(ConfigError, match="method 'CAM' is listed twice"):
+        load_benchmark("synthetic", methods=["cam", "CAM"])
+
+
+def test_benchmark_baselines_share_cams_settings(tmp_path):
+    from bas.engine.compare import load_benchmark, method_config
+
+    bench = load_benchmark("synthetic", methods=["cam", "has", "adl", "bas"])
+    cfgs = {name: method_config(bench, name, seed=0, output=tmp_path) for name in bench.methods}
+    assert [cfg["method"] for cfg in cfgs.values()] == ["cam", "has", "adl", "bas"]
+    for name in ("HaS", "ADL"):  # CAM's network and optimiser; the data, budget and evaluation of all
+        assert cfgs[name]["model"] == cfgs["CAM"]["model"] and cfgs[name]["optim"] == cfgs["CAM"]["optim"]
+        assert cfgs[name]["data"] == cfgs["BAS"]["data"] and cfgs[name]["eval"] == cfgs["BAS"]["eval"]
+    assert cfgs["HaS"]["has"] == {"grid_size": 4, "drop_rate": 0.5}
+    assert cfgs["ADL"]["adl"] == {"drop_rate": 0.75, "threshold": 0.9}
+
+
+@pytest.mark.slow
+def test_quick_benchmark_of_four_methods(tmp_path, capsys):
+    import json
+
+    from bas.checkpoints import read_checkpoint_metadata
+    from bas.cli import main
+
+    out = tmp_path / "bench"
+    argv = ["benchmark", "synthetic", "--quick", "--methods", "cam,has,adl,bas"]
+    assert main([*argv, "--output", str(out), "--device", "cpu", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "CAM, HaS, ADL, BAS x 1 seed(s)" in printed and "BAS - CAM" in printed
+    doc = json.loads((out / "results.json").read_text())
+    assert list(doc["methods"]) == ["CAM", "HaS", "ADL", "BAS"]
+    for run in doc["runs"]:
+        assert read_checkpoint_metadata(run["checkpoint"])["method"] == run["method"].lower()
+    markdown = (out / "results.md").read_text()
+    assert all(f"| {name} |" in markdown for name in ("CAM", "HaS", "ADL", "BAS"))
