@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from bas.commands._common import add_config_args, add_device_args, resolve_device
+from bas.commands._common import add_config_args, add_device_args, add_output_arg, resolve_device
 
 #: Why the demo evaluates the checkpoint it does (the benchmark file's ``checkpoint`` setting).
 WHY = {
@@ -31,7 +31,9 @@ def add_parser(sub) -> None:
         "split, evaluates the final model on test and writes metrics.json and a grid of heatmap/box "
         "overlays. --compare also trains CAM on the same data and seed and draws both side by side.",
     )
-    p.add_argument("--output", default="bas_demo", help="folder for the data, the runs and the results")
+    add_output_arg(
+        p, default="bas_demo", help="folder for the data, the runs and the results (default: bas_demo)"
+    )
     p.add_argument("--seed", type=int, default=0, help="training seed (the data is fixed; default 0)")
     p.add_argument("--compare", action="store_true", help="also train CAM under the same budget and compare")
     p.add_argument("--arch", help="backbone (default: the recipe's, resnet18)")
