@@ -433,3 +433,138 @@ def test_sigint_during_a_checkpoint_save(tmp_path):
 
     state = torch.load(run / "last.ckpt", weights_only=True)  # the previous checkpoint, whole
     assert state["step"] == 1
+
+
+# ----------------------------------------------------------------------------- cases: annotation values
+# Checked values of annotation files, maps and the checkpoint/dataset class count: each names the
+# file and line (where there is one) and the value.
+
+
+def _edit_line(path: Path, number: int, text: str) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[number - 1] = text
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _cub_edit(file: str, number: int, text: str) -> Callable[[Env], list[str]]:
+    """``bas evaluate`` on a copy of the dataset whose ``file`` has line ``number`` replaced."""
+
+    def make(env: Env) -> list[str]:
+        data = env.copy_dataset()
+        _edit_line(data / file, number, text)
+        return evaluate_args(env, data)
+
+    return make
+
+
+def more_classes_than_the_checkpoint(env: Env) -> list[str]:
+    data = env.copy_dataset()
+    with open(data / "classes.txt", "a", encoding="utf-8") as fh:
+        fh.write("3 003.extra\n")
+    _edit_line(data / "image_class_labels.txt", 4, "4 3")  # a test image of the third class
+    return evaluate_args(env, data)
+
+
+def _maps_split(
+    env: Env, sizes: str = "a.jpg,40,30", box: str = "a.jpg,1,2,20,20", label: str = "a.jpg,0"
+) -> Path:
+    """A one-image standard metadata split and its maps folder (``<maps>/metadata``)."""
+    maps = env.tmp / "maps"
+    meta = maps / "metadata"
+    meta.mkdir(parents=True)
+    (meta / "image_ids.txt").write_text("a.jpg\n")
+    (meta / "class_labels.txt").write_text(label + "\n")
+    (meta / "image_sizes.txt").write_text(sizes + "\n")
+    (meta / "localization.txt").write_text(box + "\n")
+    np.save(maps / "a.jpg.npy", np.full((8, 8), 0.5, dtype=np.float32))
+    return maps
+
+
+def _maps_with(array: np.ndarray) -> Callable[[Env], list[str]]:
+    def make(env: Env) -> list[str]:
+        maps = _maps_split(env)
+        np.save(maps / "a.jpg.npy", array)
+        return ["evaluate-maps", "--maps", str(maps)]
+
+    return make
+
+
+def _maps_metadata(**lines: str) -> Callable[[Env], list[str]]:
+    def make(env: Env) -> list[str]:
+        return ["evaluate-maps", "--maps", str(_maps_split(env, **lines))]
+
+    return make
+
+
+def _bas_list_boxes(line: str) -> Callable[[Env], list[str]]:
+    """``bas data check`` is not a one-line command; ``bas evaluate`` on a bas_list dataset is."""
+
+    def make(env: Env) -> list[str]:
+        data = env.copy_dataset()
+        ids = [t.split(" ", 1)[1] for t in (data / "images.txt").read_text().splitlines()]
+        (data / "test_list.txt").write_text(f"{ids[0]};0\n{ids[3]};1\n")
+        (data / "test_bounding_box.txt").write_text(f"1 1 20 20 40 40\n{line}\n")
+        args = evaluate_args(env, data)
+        args[args.index("cub")] = "bas_list"
+        return args
+
+    return make
+
+
+NAN_MAP = np.full((8, 8), 0.5, dtype=np.float32)
+NAN_MAP[2, 3] = np.nan
+
+DATA_CASES = [
+    Case("cub-box-nan", _cub_edit("bounding_boxes.txt", 1, "1 nan 12.0 16.0 16.0"), "bounding_boxes.txt:1"),
+    Case(
+        "cub-box-negative-width", _cub_edit("bounding_boxes.txt", 1, "1 17 12 -16 16"), "bounding_boxes.txt:1"
+    ),
+    Case(
+        "cub-box-outside-the-image",
+        _cub_edit("bounding_boxes.txt", 1, "1 17.0 12.0 60.0 16.0"),
+        "bounding_boxes.txt:1",
+        "exit 0, the box evaluated as it was",
+    ),
+    Case("cub-label-out-of-range", _cub_edit("image_class_labels.txt", 1, "1 7"), "image_class_labels.txt:1"),
+    Case(
+        "cub-label-not-an-integer",
+        _cub_edit("image_class_labels.txt", 1, "1 1.5"),
+        "image_class_labels.txt:1",
+    ),
+    Case(
+        "checkpoint-fewer-classes-than-the-dataset",
+        more_classes_than_the_checkpoint,
+        "bounding_boxes.txt:4",
+        "IndexError traceback",
+    ),
+    Case(
+        "bas-list-size-not-an-integer",
+        _bas_list_boxes("1 1 20 20 40.5 40"),
+        "test_bounding_box.txt:2",
+        "exit 0, the size truncated",
+    ),
+    Case("bas-list-size-zero", _bas_list_boxes("1 1 20 20 0 40"), "test_bounding_box.txt:2", "exit 0"),
+    Case(
+        "bas-list-box-outside-its-size",
+        _bas_list_boxes("1 1 60 20 40 40"),
+        "test_bounding_box.txt:2",
+        "exit 0, the box evaluated as it was",
+    ),
+    Case("bas-list-box-inverted", _bas_list_boxes("30 1 20 20 40 40"), "test_bounding_box.txt:2"),
+    Case("metadata-size-not-an-integer", _maps_metadata(sizes="a.jpg,40.5,30"), "image_sizes.txt:1"),
+    Case("metadata-size-zero", _maps_metadata(sizes="a.jpg,0,30"), "image_sizes.txt:1"),
+    Case("metadata-box-inverted", _maps_metadata(box="a.jpg,20,2,1,20"), "localization.txt:1"),
+    Case("metadata-box-infinite", _maps_metadata(box="a.jpg,1,2,inf,20"), "localization.txt:1"),
+    Case("metadata-box-outside-the-image", _maps_metadata(box="a.jpg,1,2,41,20"), "localization.txt:1"),
+    Case("metadata-label-negative", _maps_metadata(label="a.jpg,-1"), "class_labels.txt:1"),
+    Case("map-integer-dtype", _maps_with(np.ones((8, 8), dtype=np.int64)), "a.jpg.npy"),
+    Case("map-complex-dtype", _maps_with(np.full((8, 8), 0.5 + 0j)), "a.jpg.npy"),
+    Case("map-nan", _maps_with(NAN_MAP), "a.jpg.npy"),
+    Case("map-3d", _maps_with(np.full((3, 8, 8), 0.5, dtype=np.float32)), "a.jpg.npy"),
+    Case("map-not-square", _maps_with(np.full((8, 6), 0.5, dtype=np.float32)), "a.jpg.npy"),
+]
+
+
+@pytest.mark.parametrize("case", DATA_CASES, ids=[c.id for c in DATA_CASES])
+def test_bad_annotation_value(case, tmp_path, monkeypatch, capsys, checkpoint, dataset):
+    test_bad_input(case, tmp_path, monkeypatch, capsys, checkpoint, dataset)

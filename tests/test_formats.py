@@ -210,3 +210,177 @@ def test_synthetic_needs_its_marker(tmp_path: Path):
         build_dataset("synthetic", tmp_path, "test")
     (tmp_path / "synthetic.json").write_text(json.dumps({"format": "bas-synthetic-wsol"}), encoding="utf-8")
     assert build_dataset("synthetic", tmp_path, "test").image_ids == ["001.A/a.jpg", "001.A/b.jpg"]
+
+
+# ----------------------------------------------------------------------------- symbolic links
+
+#: Per kind: the id of a listed image, as its annotation line spells it, and where the format
+#: looks for that image under the dataset root.
+LINKED = {
+    "cub": ("001.A/link.jpg", "images/001.A/link.jpg"),
+    "synthetic": ("001.A/link.jpg", "images/001.A/link.jpg"),
+    "wsol": ("a/link.jpg", "a/link.jpg"),
+    "ilsvrc": ("n01\\\\link.JPEG", "n01/link.JPEG"),
+    "bas_list": ("001.A/link.jpg", "001.A/link.jpg"),
+    "folder": ("cls/link.jpg", "cls/link.jpg"),
+}
+
+
+def _link_out(tmp_path: Path, inside: Path, target_name: str = "secret.jpg") -> Path:
+    target = tmp_path / "outside" / target_name
+    target.parent.mkdir(exist_ok=True)
+    target.write_bytes(b"not yours")
+    inside.parent.mkdir(parents=True, exist_ok=True)
+    inside.symlink_to(target)
+    return target
+
+
+def test_every_builtin_kind_has_a_symlink_test():
+    assert set(LINKED) == BUILTIN
+
+
+@pytest.mark.parametrize("kind", sorted(LINKED))
+def test_image_links_leading_out_of_the_root_raise_naming_file_and_line(tmp_path: Path, kind: str):
+    image_id, where = LINKED[kind]
+    data = tmp_path / "data"
+    file, options = WRITERS[kind](data, image_id)
+    _link_out(tmp_path, data / where)
+    with pytest.raises(DataError, match="symbolic link that leads outside the dataset root") as info:
+        build_dataset(kind, data, "test", None, **options)
+    if kind == "folder":  # the scanned image is refused before the CSV line that names it
+        file = data / where
+    assert (info.value.path, info.value.line) == (str(file), None if kind == "folder" else 2)
+
+
+@pytest.mark.parametrize("kind", sorted(LINKED))
+def test_links_inside_the_root_are_followed(tmp_path: Path, kind: str):
+    image_id, where = LINKED[kind]
+    data = tmp_path / "data"
+    file, options = WRITERS[kind](data, image_id)
+    real = (data / where).parent.parent / "store" / "real.jpg"  # inside the image root
+    real.parent.mkdir(parents=True)
+    real.write_bytes(b"x")
+    (data / where).parent.mkdir(parents=True, exist_ok=True)
+    (data / where).symlink_to(real)
+    dataset = build_dataset(kind, data, "test", None, **options)
+    assert data / where in [r.path for r in dataset.records]
+
+
+def test_a_linked_dataset_root_is_fine(tmp_path: Path):
+    file, options = WRITERS["bas_list"](tmp_path / "data", "001.A/b.jpg")
+    (tmp_path / "alias").symlink_to(tmp_path / "data")
+    assert len(build_dataset("bas_list", tmp_path / "alias", "test")) == 2
+
+
+def test_a_linked_class_folder_leading_out_is_refused(tmp_path: Path):
+    (tmp_path / "data").mkdir()
+    _link_out(tmp_path, tmp_path / "outside_cls" / "x.jpg", "x.jpg")
+    (tmp_path / "data" / "cls").symlink_to(tmp_path / "outside_cls")
+    with pytest.raises(DataError, match="symbolic link that leads outside") as info:
+        build_dataset("folder", tmp_path / "data", "all")
+    assert info.value.path == str(tmp_path / "data" / "cls" / "x.jpg")
+
+
+@pytest.mark.parametrize(("kind", "name"), [("cub", "images.txt"), ("bas_list", "test_list.txt")])
+def test_list_files_linked_out_of_the_root_are_refused(tmp_path: Path, kind: str, name: str):
+    data = tmp_path / "data"
+    WRITERS[kind](data, "001.A/b.jpg")
+    (tmp_path / "outside").mkdir()
+    (data / name).rename(tmp_path / "outside" / name)
+    (data / name).symlink_to(tmp_path / "outside" / name)
+    with pytest.raises(DataError, match="symbolic link that leads outside") as info:
+        build_dataset(kind, data, "test")
+    assert info.value.path == str(data / name)
+
+
+def test_wsol_mask_link_leading_out(tmp_path: Path):
+    meta = tmp_path / "meta" / "test"
+    _write(meta / "image_ids.txt", ["a.jpg"])
+    _write(meta / "class_labels.txt", ["a.jpg,0"])
+    loc = _write(meta / "localization.txt", ["a.jpg,masks/a.png,"])
+    _link_out(tmp_path, tmp_path / "data" / "masks" / "a.png", "a.png")
+    with pytest.raises(DataError, match="symbolic link that leads outside") as info:
+        build_dataset("wsol", tmp_path / "data", "test", None, metadata=str(meta))
+    assert (info.value.path, info.value.line) == (str(loc), 1)
+
+
+@pytest.mark.parametrize("kind", ["cub", "bas_list", "ilsvrc", "folder", "wsol"])
+def test_data_check_lists_links_leading_out(tmp_path: Path, kind: str, capsys):
+    image_id, where = LINKED[kind]
+    file, options = WRITERS[kind](tmp_path / "data", image_id)
+    _link_out(tmp_path, tmp_path / "data" / where)
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in options.items() if k != "classes"]
+    assert main(["data", "check", kind, str(tmp_path / "data"), "--split", "test", *args]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any(f"{file}:2: path " in s and "is a symbolic link that leads outside" in s for s in lines)
+
+
+# ----------------------------------------------------------------------------- EXIF frame
+
+
+def _rotated_jpeg(path: Path) -> Path:
+    """A 40x20 (W x H, as stored) JPEG whose EXIF orientation says 'turn 90 degrees'."""
+    import numpy as np
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((20, 40, 3), dtype=np.uint8)).save(path, exif=exif, quality=95)
+    return path
+
+
+def test_datasets_read_images_in_the_stored_frame_photos_in_the_viewer_frame(tmp_path: Path):
+    from bas.io import read_image
+
+    _rotated_jpeg(tmp_path / "001.A" / "a.jpg")
+    _write(tmp_path / "test_list.txt", ["001.A/a.jpg;0"])
+    _write(tmp_path / "test_bounding_box.txt", ["1 1 39 19 20 40"])  # a box of the stored frame
+    dataset = build_dataset("bas_list", tmp_path, "test")
+    sample = dataset[0]
+    assert sample["orig_size"] == (40, 20) and tuple(sample["image"].shape) == (3, 20, 40)
+    assert get_format("bas_list").check(dataset) == []  # the box lies inside the stored frame
+    assert read_image(tmp_path / "001.A" / "a.jpg").size == (20, 40)  # bas predict's view
+
+
+def test_evaluate_maps_sizes_agree_with_the_dataset_reader(tmp_path: Path):
+    from bas.data.datasets import image_size
+    from bas.data.metadata import load_metadata
+    from bas.evaluate_maps import _image_size
+
+    image = _rotated_jpeg(tmp_path / "images" / "a.jpg")
+    meta = tmp_path / "meta"
+    _write(meta / "image_ids.txt", ["a.jpg"])
+    _write(meta / "class_labels.txt", ["a.jpg,0"])
+    assert _image_size(load_metadata(meta), "a.jpg", tmp_path / "images") == image_size(image) == (40, 20)
+
+
+def test_label_masks_truncated_or_bombs_are_data_errors(tmp_path: Path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from bas.wsss.masks import read_label_png
+
+    Image.fromarray(np.zeros((60, 60), dtype=np.uint8), "L").save(tmp_path / "m.png")
+    data = (tmp_path / "m.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"cut\.png: cannot read the label mask"):
+        read_label_png(tmp_path / "cut.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 3600 pixels > 2 x the limit
+    with pytest.raises(DataError, match=r"m\.png: the label mask refused as a possible decompression bomb"):
+        read_label_png(tmp_path / "m.png")
+
+
+def test_writers_refuse_links_in_the_output_folder_that_lead_out(tmp_path: Path):
+    from bas.io import path_inside
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "cls").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(
+        DataError, match="'cls/a.jpg' is a symbolic link that leads outside the output folder"
+    ):
+        path_inside(tmp_path / "out", "cls/a.jpg", ".npy")
+    (tmp_path / "out" / "inner").mkdir()
+    (tmp_path / "out" / "alias").symlink_to(tmp_path / "out" / "inner")
+    assert path_inside(tmp_path / "out", "alias/a.jpg", ".npy") == tmp_path / "out" / "alias" / "a.jpg.npy"

@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from bas.data.metadata import WSOLMetadata, load_metadata
+from bas.data.paths import resolve_in_root
 from bas.errors import ConfigError, DataError
 from bas.io import atomic_open, path_inside, write_text
 from bas.metrics import BoxEvaluator, MaskEvaluator, iou_fractions, iou_percent
@@ -184,13 +185,15 @@ def _image_size(meta: WSOLMetadata, image_id: str, image_root: Path | None) -> t
         raise DataError(
             f"no size for image {image_id!r}; pass the image root to read it from the image", sizes_file
         )
-    path = image_root / image_id
-    try:
+    path = resolve_in_root(
+        image_root, image_id, file=meta.root / "image_ids.txt", line=meta.lines.get(image_id)
+    )
+    try:  # the stored pixel frame, without EXIF rotation, as datasets read images (boxes are in it)
         with Image.open(path) as image:
             return image.size
     except FileNotFoundError:
         raise DataError("image not found (needed for its size)", path) from None
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read the image ({exc})", path) from None
 
 

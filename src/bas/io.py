@@ -193,7 +193,8 @@ def path_inside(folder: str | Path, name: str, suffix: str = "") -> Path:
     """``<folder>/<name><suffix>`` for a relative ``name`` (an image id, a relative input path).
 
     Raises :class:`bas.errors.DataError` when ``name`` is empty, absolute or holds a ``..`` part,
-    so that an output named after it cannot land outside ``folder``.
+    or when a symbolic link already in ``folder`` would lead the file outside it, so that an
+    output named after it cannot land outside ``folder``.
     """
     from pathlib import PurePosixPath, PureWindowsPath
 
@@ -204,7 +205,11 @@ def path_inside(folder: str | Path, name: str, suffix: str = "") -> Path:
         raise DataError(
             f"name {name!r} must be a relative path without '..' to stay inside the folder", folder
         )
-    return Path(folder) / f"{name}{suffix}"
+    from bas.data.paths import check_inside
+
+    path = Path(folder) / f"{name}{suffix}"
+    check_inside(folder, path, file=folder, what=name, root_name="the output folder")
+    return path
 
 
 def write_json(path: str | Path, data: Any) -> None:
@@ -252,7 +257,7 @@ _WITH_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
 
 
 @contextlib.contextmanager
-def _strict_decoding() -> Iterator[None]:
+def _strictdecoded_image() -> Iterator[None]:
     """``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` off while any thread decodes through here, so a
     truncated file is an error even where something else switched the flag on."""
     global _strict_depth, _strict_saved
@@ -272,10 +277,12 @@ def _strict_decoding() -> Iterator[None]:
                 ImageFile.LOAD_TRUNCATED_IMAGES = _strict_saved
 
 
-def read_image(path: str | Path, mode: str = "RGB", *, what: str = "image") -> Image.Image:
+def read_image(path: str | Path, mode: str = "RGB", *, what: str = "image", exif: bool = True) -> Image.Image:
     """Read an image file, fully decoded, as a PIL image of ``mode`` ("RGB" or "L").
 
-    The pixels are the ones a photo viewer shows: the EXIF orientation is applied; 16-bit grey is
+    The pixels are the ones a photo viewer shows: the EXIF orientation is applied (``exif=True``,
+    for user photos; datasets read with ``exif=False``, since annotation boxes are in the stored
+    pixel frame, as the reference code reads them); 16-bit grey is
     scaled to 8 bits (65535 -> 255), not clipped; transparent pixels (alpha, palette or colour-key
     transparency) are composited on white; CMYK, palette, 1-bit and grey images are converted
     with PIL's conversions. Decoding is strict: a truncated file is an error whatever
@@ -286,14 +293,30 @@ def read_image(path: str | Path, mode: str = "RGB", *, what: str = "image") -> I
         that has no RGB conversion, or larger than PIL's decompression-bomb limit
         (``PIL.Image.MAX_IMAGE_PIXELS``). ``what`` names the file's role in the message.
     """
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     if mode not in ("RGB", "L"):
         raise ValueError(f"read_image reads 'RGB' or 'L' images, not {mode!r}")
+    with decoded_image(path, what) as im:
+        oriented = ImageOps.exif_transpose(im) if exif else im
     try:
-        with _strict_decoding(), Image.open(path) as im:
+        return _convert(oriented, mode)
+    except ValueError as exc:
+        raise DataError(f"cannot convert {what} of colour mode {oriented.mode} ({exc})", path) from None
+
+
+@contextlib.contextmanager
+def decoded_image(path: str | Path, what: str = "image") -> Iterator[Image.Image]:
+    """The image file at ``path`` open and fully decoded, strictly (see :func:`read_image`); every
+    failure (missing, truncated, a decompression bomb, not an image) is a DataError naming it."""
+    from PIL import Image
+
+    try:
+        with _strictdecoded_image(), Image.open(path) as im:
             im.load()
-            oriented = ImageOps.exif_transpose(im)
+            yield im
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"{what} not found", path) from None
     except IsADirectoryError:
@@ -304,10 +327,6 @@ def read_image(path: str | Path, mode: str = "RGB", *, what: str = "image") -> I
         raise DataError(f"{what} refused as a possible decompression bomb: {exc}", path) from None
     except Exception as exc:  # any failure to decode is a property of the file
         raise DataError(f"cannot read {what} ({_reason(exc)})", path) from None
-    try:
-        return _convert(oriented, mode)
-    except ValueError as exc:
-        raise DataError(f"cannot convert {what} of colour mode {oriented.mode} ({exc})", path) from None
 
 
 def _reason(exc: Exception) -> str:
@@ -337,14 +356,16 @@ def decode_images(
     *,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    exif: bool = True,
 ) -> list[tuple[int, int] | DataError]:
     """Decode every image fully with :func:`read_image`, in a pool of ``workers`` threads
     (default: the CPU count, at most 8); returns, in order, each image's ``(W, H)`` or its
-    :class:`DataError`. ``progress(n)`` is called with the number done so far."""
+    :class:`DataError`. ``progress(n)`` is called with the number done so far; ``exif`` as in
+    :func:`read_image`."""
 
     def size(path: str | Path) -> tuple[int, int] | DataError:
         try:
-            return read_image(path).size
+            return read_image(path, exif=exif).size
         except DataError as exc:
             return exc
 

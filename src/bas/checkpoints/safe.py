@@ -10,6 +10,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import safetensors
 import torch
 
 from bas.errors import CheckpointError
@@ -35,7 +36,12 @@ def torch_load(path: str | Path) -> Any:
             f"refusing to unpickle {path}: not a plain tensor checkpoint ({reason}); "
             "only tensors, numbers, strings and containers are ever loaded"
         ) from None
-    except (RuntimeError, OSError, EOFError) as exc:
+    except (
+        RuntimeError,
+        OSError,
+        EOFError,
+        safetensors.SafetensorError,
+    ) as exc:  # torch.load reads .safetensors too
         raise CheckpointError(
             f"cannot read {path} as a torch checkpoint (truncated or corrupt?): {exc}"
         ) from None

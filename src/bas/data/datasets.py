@@ -48,7 +48,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from bas.data.parsing import NO_BOXES, box_error, format_box, read_lines
+from bas.data.parsing import NO_BOXES, box_error, box_outside, read_lines
 from bas.data.transforms import normalize_transform
 from bas.errors import DataError
 from bas.io import decode_images, read_image
@@ -87,12 +87,15 @@ class Record:
 # ----------------------------------------------------------------------------- image and mask files
 
 
-open_rgb = read_image  # the package's one image reader (bas.io.read_image), under its old name
+def open_rgb(path: str | Path) -> Image.Image:
+    """A dataset image as RGB in its stored pixel frame (:func:`bas.io.read_image` without the EXIF
+    rotation: annotation boxes are in that frame, as the reference code reads the images)."""
+    return read_image(path, exif=False)
 
 
 def read_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
     """Read a mask PNG as bool ``(H, W)`` (grey > 127), resized (nearest) to ``size = (W, H)``."""
-    grey = read_image(path, "L", what="mask")
+    grey = read_image(path, "L", what="mask", exif=False)
     if grey.size != tuple(size):
         grey = grey.resize(tuple(size), Image.NEAREST)
     return np.asarray(grey) > MASK_THRESHOLD
@@ -183,6 +186,9 @@ class WSOLDataset(Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {len(self.records)} images")
         record = self.records[index]
         image, mask, ignore = self.load(index)
+        for box in record.boxes:
+            if (msg := box_error(box) or box_outside(box, image.size)) is not None:
+                raise DataError(f"{record.image_id}: {msg}", *(record.where or (record.path, None)))
         out = self.transform(make_tv_sample(image, record.boxes, mask, ignore))
         boxes = out["boxes"].as_subclass(torch.Tensor).to(torch.float32).reshape(-1, 4)
         mask_t, ignore_t = _plain(out["mask"]), _plain(out["ignore"])
@@ -229,8 +235,8 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """``(W, H)`` of the fully decoded, oriented image (:func:`bas.io.read_image`); DataError on failure."""
-    return read_image(path).size
+    """``(W, H)`` of the fully decoded image in its stored frame (:func:`open_rgb`); DataError on failure."""
+    return open_rgb(path).size
 
 
 def check_dataset(dataset: WSOLDataset, progress: Callable[[int], None] | None = None) -> list[DataError]:
@@ -240,7 +246,7 @@ def check_dataset(dataset: WSOLDataset, progress: Callable[[int], None] | None =
     inverted. Returns the problems; raises nothing."""
     problems: list[DataError] = []
     seen: dict[str, int] = {}
-    decoded = decode_images([r.path for r in dataset.records], progress=progress)
+    decoded = decode_images([r.path for r in dataset.records], progress=progress, exif=False)
     for k, r in enumerate(dataset.records):
         where = r.where or (r.image_id, None)
         if r.image_id in seen:
@@ -268,12 +274,25 @@ def check_dataset(dataset: WSOLDataset, progress: Callable[[int], None] | None =
         for box in r.boxes:
             msg = box_error(box)
             if msg is None and size is not None:
-                x0, y0, x1, y1 = (float(v) for v in box)
-                if x0 < 0 or y0 < 0 or x1 > size[0] or y1 > size[1]:
-                    msg = f"box {format_box(box)} outside the {size[0]}x{size[1]} image"
+                msg = box_outside(box, size)
             if msg is not None:
                 problems.append(DataError(f"{r.image_id}: {msg}", *where))
     return problems
+
+
+def check_num_classes(dataset: WSOLDataset, num_classes: int, model: str = "the model") -> None:
+    """DataError naming the annotation line of the first image whose label the model cannot
+    predict (``label >= num_classes``): where a model meets a dataset (``bas evaluate``,
+    ``bas train`` with a set ``model.num_classes`` or ``--resume``)."""
+    for r in getattr(dataset, "records", ()):
+        if not 0 <= r.label < num_classes:
+            file, line = r.where or (r.image_id, None)
+            raise DataError(
+                f"{r.image_id}: label {r.label} but {model} has {num_classes} classes (0..{num_classes - 1}); "
+                f"the dataset has {dataset.num_classes}",
+                file,
+                line,
+            )
 
 
 # ----------------------------------------------------------------------------- format names
@@ -317,6 +336,7 @@ __all__ = [
     "Record",
     "WSOLDataset",
     "check_dataset",
+    "check_num_classes",
     "collate",
     "image_size",
     "make_tv_sample",

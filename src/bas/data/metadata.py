@@ -14,7 +14,8 @@ A split folder ``metadata/<CUB|ILSVRC|OpenImages>/<train|val|test>/`` holds, one
 Every id must be listed in ``image_ids.txt`` and every listed id must appear in
 ``class_labels.txt`` (and in ``image_sizes.txt`` / ``localization.txt`` when those are not
 empty). Boxes must satisfy ``0 <= x0 <= x1`` and ``0 <= y0 <= y1`` and, when the image size is
-known, ``x1 <= width`` and ``y1 <= height``. Any violation raises :class:`bas.errors.DataError`
+known, ``x1 <= width`` and ``y1 <= height`` exactly (the standard metadata's boxes are in
+image pixels; the other formats allow :data:`bas.data.parsing.BORDER_TOLERANCE`). Any violation raises :class:`bas.errors.DataError`
 naming the file and line, and so does an id or mask path that is absolute or climbs out of its
 root with ``..`` (see :mod:`bas.data.paths`).
 """
@@ -28,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 
+from bas.data.parsing import box_outside
 from bas.data.paths import relative_parts
 from bas.errors import DataError
 
@@ -47,6 +49,8 @@ class WSOLMetadata:
         sizes: ``{image_id: (width, height)}``; empty when ``image_sizes.txt`` is empty or absent.
         boxes: ``{image_id: float64 array (M, 4)}`` of ``[x0, y0, x1, y1]`` in image pixels.
         masks: ``{image_id: [(mask_path, ignore_path or None), ...]}`` relative to the mask root.
+        lines: ``{image_id: line}`` of ``image_ids.txt``; ``loc_lines``: the first line of each
+            image in ``localization.txt`` (for messages).
     """
 
     root: Path
@@ -55,6 +59,8 @@ class WSOLMetadata:
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     boxes: dict[str, np.ndarray] = field(default_factory=dict)
     masks: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+    loc_lines: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -196,11 +202,13 @@ def load_metadata(metadata_dir: str | Path, kind: LocalizationKind | None = None
 
     boxes: dict[str, list[list[float]]] = {}
     masks: dict[str, list[tuple[str, str | None]]] = {}
+    loc_lines: dict[str, int] = {}
     records = _read_records(loc_file, required=False) or []
     if records:
         kind = kind or _detect_kind(records, loc_file)
     for lineno, text in records:
         if kind == "masks":
+            loc_lines.setdefault(text.split(",", 1)[0], lineno)
             fields = text.split(",")
             if len(fields) != 3 or not fields[0] or not fields[1]:
                 raise DataError(f"expected 'image_id,mask_path,ignore_path', got {text!r}", loc_file, lineno)
@@ -215,14 +223,10 @@ def load_metadata(metadata_dir: str | Path, kind: LocalizationKind | None = None
         _check_listed(image_id, id_lines, ids_file, loc_file, lineno)
         box = _parse_box(fields[1:], text, loc_file, lineno)
         if image_id in sizes:
-            width, height = sizes[image_id]
-            if box[2] > width or box[3] > height:
-                raise DataError(
-                    f"box {box} lies outside the {width}x{height} image given in {sizes_file.name}",
-                    loc_file,
-                    lineno,
-                )
+            if (msg := box_outside(box, sizes[image_id], tolerance=0)) is not None:
+                raise DataError(f"{msg} given in {sizes_file.name}", loc_file, lineno)
         boxes.setdefault(image_id, []).append(box)
+        loc_lines.setdefault(image_id, lineno)
     if records:
         _check_complete(set(boxes) | set(masks), id_lines, ids_file, loc_file)
 
@@ -233,4 +237,6 @@ def load_metadata(metadata_dir: str | Path, kind: LocalizationKind | None = None
         sizes=sizes,
         boxes={k: np.asarray(v, dtype=np.float64).reshape(-1, 4) for k, v in boxes.items()},
         masks=masks,
+        lines=id_lines,
+        loc_lines=loc_lines,
     )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bas.data.paths import relative_parts, resolve_in_root
+from bas.data.paths import check_inside, relative_parts, resolve_in_root
 from bas.errors import DataError
 
 if TYPE_CHECKING:
@@ -42,6 +42,18 @@ class Problems:
         """Whether ``relpath`` stays inside its root (see :mod:`bas.data.paths`); reports it if not."""
         try:
             relative_parts(relpath, file=file, line=line)
+        except DataError as exc:
+            self.add(exc)
+            return False
+        return True
+
+    def inside(
+        self, root: str | Path, path: str | Path, file: str | Path | None = None, line: int | None = None
+    ) -> bool:
+        """Whether ``path`` stays inside ``root`` with its symbolic links followed
+        (:func:`~bas.data.paths.check_inside`); reports it if not."""
+        try:
+            check_inside(root, path, file=file, line=line)
         except DataError as exc:
             self.add(exc)
             return False
@@ -100,6 +112,31 @@ def box_error(box: Sequence[float]) -> str | None:
     if x1 < x0 or y1 < y0:
         return f"box {format_box(box)} has x1 < x0 or y1 < y0"
     return None
+
+
+#: How far (pixels) a box may reach past the image border: the releases' boxes touch it, and
+#: 1-based inclusive corners (ILSVRC XML, CUB ``x + w``) can end one pixel past it.
+BORDER_TOLERANCE = 1.0
+
+
+def box_outside(
+    box: Sequence[float], size: tuple[int, int], tolerance: float = BORDER_TOLERANCE
+) -> str | None:
+    """Why ``[x0, y0, x1, y1]`` is not inside a ``(W, H)`` image (within ``tolerance`` pixels), or None."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    width, height = size
+    t = tolerance
+    if x0 < -t or y0 < -t or x1 > width + t or y1 > height + t:
+        return f"box {format_box(box)} outside the {width}x{height} image"
+    return None
+
+
+def positive_size(tokens: Sequence[str]) -> tuple[int, ...] | None:
+    """Image dimensions as integers >= 1, or None (also for ``40.5`` or ``0``)."""
+    values = [parse_int(t) for t in tokens]
+    if any(v is None or v < 1 for v in values):
+        return None
+    return tuple(values)  # type: ignore[arg-type]
 
 
 def format_box(box: Iterable[float]) -> str:

@@ -328,6 +328,7 @@ def evaluate_split(
     that maximises GT-known Loc on that split, and MaxBoxAcc is also reported at the thresholds
     that were best there (``MaxBoxAcc_at_selected``); the reported split never chooses anything.
     """
+    from bas.data.datasets import check_num_classes
     from bas.engine.data import eval_loader, make_dataset_split
     from bas.errors import ConfigError
 
@@ -335,6 +336,7 @@ def evaluate_split(
 
     def run(name: str, threshold: float, maps_dir=None) -> tuple[Any, Evaluator]:
         dataset = make_dataset_split(cfg, name, train=False)
+        check_num_classes(dataset, model.num_classes, "the checkpoint")
         evaluator = evaluate(
             model,
             eval_loader(dataset, cfg),

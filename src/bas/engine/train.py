@@ -41,11 +41,13 @@ from tqdm.auto import tqdm
 from bas import checkpoints
 from bas._optional import optional
 from bas.config import dump_config
+from bas.data.datasets import check_num_classes
 from bas.engine import distributed as D
 from bas.engine.data import eval_loader, make_dataset_split, per_rank_batch_size, train_loader
 from bas.engine.evaluate import autocast_context
 from bas.engine.optim import (
     GROUP_NAMES,
+    OPTIMIZERS,
     SCHEDULES,
     build_optimizer,
     build_scheduler,
@@ -103,6 +105,7 @@ def validate_config(cfg: dict[str, Any], world_size: int = 1) -> None:
     get_method(cfg["method"]).check_config(cfg)  # the method's own keys (model.hidden, loss.* ...)
     check_choice(cfg, "train.amp", AMP_MODES)
     check_choice(cfg, "optim.schedule", SCHEDULES)
+    check_choice(cfg, "optim.optimizer", OPTIMIZERS)
     check_choice(cfg, "optim.reference_quirks", (False, True))
     check_int(cfg, "optim.reference_gpus", 1)
     check_choice(cfg, "eval.select_metric", SELECT_METRICS)
@@ -173,10 +176,12 @@ class Trainer:
         if not env.is_local_main:
             self.train_set = make_dataset_split(cfg, cfg["data"]["train_split"], train=True)
         self.num_classes = int(cfg["model"]["num_classes"] or self.train_set.num_classes)
+        check_num_classes(self.train_set, self.num_classes, "model.num_classes")
         self.class_names = list(getattr(self.train_set, "classes", []) or [])
         self.val_set = None
         if cfg["eval"]["every"] and cfg["data"]["val_split"]:
             self.val_set = make_dataset_split(cfg, cfg["data"]["val_split"], train=False)
+            check_num_classes(self.val_set, self.num_classes, "model.num_classes")
 
         self.method = get_method(cfg["method"])
         model = create_model(cfg, self.num_classes).to(env.device)

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from bas.errors import DataError
-from bas.io import atomic_open
+from bas.io import atomic_open, decoded_image
 
 __all__ = ["IGNORE_INDEX", "encode_label_png", "read_label_png", "voc_palette", "write_label_png"]
 
@@ -77,16 +77,13 @@ def read_label_png(path: str | os.PathLike) -> np.ndarray:
     Palette and grayscale PNGs give their pixel values as they are (the palette is not
     consulted); an RGB image is mapped back through the VOC colour map and must use its colours.
     """
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read the label mask ({exc})", path) from None
-    if image.mode in ("P", "L"):
-        return np.asarray(image, dtype=np.uint8).copy()
-    if image.mode == "RGB":
-        return _from_colors(np.asarray(image), path)
-    raise DataError(f"a label mask must be a palette, grayscale or RGB image, got mode {image.mode}", path)
+    with decoded_image(path, "the label mask") as image:  # truncated files and bombs are DataErrors
+        mode, pixels = image.mode, np.asarray(image)
+    if mode in ("P", "L"):
+        return pixels.astype(np.uint8, copy=True)
+    if mode == "RGB":
+        return _from_colors(pixels, path)
+    raise DataError(f"a label mask must be a palette, grayscale or RGB image, got mode {mode}", path)
 
 
 def _rgb_code(rgb: np.ndarray) -> np.ndarray:

@@ -15,13 +15,15 @@ from bas.data.formats.registry import DatasetFormat, Option, first_existing, reg
 from bas.data.parsing import (
     Problems,
     box_error,
+    box_outside,
     boxes_from_flat,
     classes_from_ids,
     parse_floats,
     parse_int,
+    positive_size,
     read_lines,
 )
-from bas.data.paths import resolve_in_root
+from bas.data.paths import check_inside
 from bas.errors import DataError
 
 
@@ -60,13 +62,9 @@ class BASListDataset(WSOLDataset):
         report = Problems(problems)
         listed = read_label_list(list_file, problems)
         records = [
-            Record(
-                i,
-                resolve_in_root(image_root, i, file=list_file, line=line),
-                label,
-                where=(str(list_file), line),
-            )
+            Record(i, path, label, where=(str(list_file), line))
             for i, label, line in listed
+            if (path := report.resolve(image_root, i, list_file, line)) is not None
         ]
         if box_file is not None:
             box_lines = read_lines(box_file)
@@ -82,7 +80,18 @@ class BASListDataset(WSOLDataset):
                 if (msg := next((m for b in boxes if (m := box_error(b))), None)) is not None:
                     report.report(msg, box_file, lineno)
                     continue
-                height, width = int(values[-2]), int(values[-1])
+                size = positive_size(text.split()[-2:])
+                if size is None:
+                    report.report(
+                        f"height and width must be integers >= 1, got {text.split()[-2:]}", box_file, lineno
+                    )
+                    continue
+                height, width = size
+                if (
+                    msg := next((m for b in boxes if (m := box_outside(b, (width, height)))), None)
+                ) is not None:
+                    report.report(msg, box_file, lineno)
+                    continue
                 with_boxes.append(
                     Record(
                         record.image_id,
@@ -114,8 +123,13 @@ def build(
     image_root,
     num_classes,
 ) -> BASListDataset:
-    list_file = list_file or root / f"{split}_list.txt"
-    box_file = box_file or first_existing(root / f"{split}_bounding_box.txt")
+    if list_file is None:  # files found in the root must not be links leading out of it
+        list_file = root / f"{split}_list.txt"
+        check_inside(root, list_file)
+    if box_file is None:
+        box_file = first_existing(root / f"{split}_bounding_box.txt")
+        if box_file is not None:
+            check_inside(root, box_file)
     image_root = image_root or (root / "images" if (root / "images").is_dir() else root)
     return BASListDataset(
         image_root, list_file, box_file, transform, num_classes=num_classes, problems=problems

@@ -19,7 +19,16 @@ import numpy as np
 from bas.data.datasets import SPLITS, Location, Record, WSOLDataset
 from bas.data.formats.registry import DatasetFormat, Option, register_format
 from bas.data.parsing import NO_BOXES, Problems, parse_floats, parse_int, read_lines
+from bas.data.paths import check_inside
 from bas.errors import ConfigError, DataError
+
+ANNOTATION_FILES = (
+    "classes.txt",
+    "images.txt",
+    "image_class_labels.txt",
+    "train_test_split.txt",
+    "bounding_boxes.txt",
+)
 
 
 def _id_table(path: Path, problems: Problems, fmt: str) -> dict[int, tuple[int, list[str]] | None]:
@@ -103,6 +112,8 @@ class CUBDataset(WSOLDataset):
         if not root.is_dir():
             raise DataError("CUB dataset folder not found", root)
 
+        for name in ANNOTATION_FILES:
+            check_inside(root, root / name)
         class_table = _id_table(root / "classes.txt", report, "<class id> <name>")
         class_ids = sorted(class_table)
         if class_ids != list(range(1, len(class_ids) + 1)):
@@ -167,7 +178,14 @@ class CUBDataset(WSOLDataset):
                 x, y, w, h = xywh
                 box = np.array([[x, y, x + w, y + h]], dtype=np.float32)
                 where = (str(box_file), box_line)
-            masks = ((mask_root / rel).with_suffix(".png"),) if use_masks else ()
+            masks = ()
+            if use_masks:
+                mask = report.resolve(
+                    mask_root, str(Path(rel).with_suffix(".png")), root / "images.txt", image_entry[0]
+                )
+                if mask is None:
+                    continue
+                masks = (mask,)
             record = Record(rel, image_path, label - 1, box, masks=masks, where=where)
             records["train" if flag == "1" else "test"].append(record)
 

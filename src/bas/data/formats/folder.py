@@ -97,7 +97,9 @@ class ImageFolderDataset(WSOLDataset):
                 continue
             for rel in _scan_images(folder / name):
                 image_id = f"{name}/{rel}"
-                records.append(Record(image_id, folder / image_id, index[name]))
+                path = Problems(problems).resolve(folder, image_id, folder / image_id, None)
+                if path is not None:
+                    records.append(Record(image_id, path, index[name]))
         if boxes_csv is not None:
             records = self._attach_boxes(records, Path(boxes_csv), root, split, Problems(problems))
         super().__init__(records, classes, transform)

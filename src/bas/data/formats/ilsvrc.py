@@ -18,8 +18,16 @@ from bas.data.datasets import Location, Record, WSOLDataset
 from bas.data.formats.bas_list import read_label_list
 from bas.data.formats.folder import ImageFolderDataset, class_folders
 from bas.data.formats.registry import DatasetFormat, Option, first_existing, register_format
-from bas.data.parsing import Problems, box_error, boxes_from_flat, parse_floats, parse_int, read_lines
-from bas.data.paths import resolve_in_root
+from bas.data.parsing import (
+    Problems,
+    box_error,
+    box_outside,
+    boxes_from_flat,
+    parse_floats,
+    positive_size,
+    read_lines,
+)
+from bas.data.paths import relative_parts
 from bas.errors import DataError
 
 
@@ -87,8 +95,12 @@ def parse_val_xml_dir(folder: str | Path, problems: list[DataError] | None = Non
         if not wnids:
             report.report("no <object> in the file", path)
             continue
-        size_values = [parse_int((root.findtext(f"size/{k}") or "").strip()) for k in ("width", "height")]
-        size = (size_values[0], size_values[1]) if None not in size_values else None
+        size = positive_size([(root.findtext(f"size/{k}") or "").strip() for k in ("width", "height")])
+        if size is not None and (
+            msg := next((m for b in boxes_from_flat(boxes) if (m := box_outside(b, size))), None)
+        ):
+            report.report(msg, path)
+            continue
         filename = (root.findtext("filename") or path.stem).strip()
         image_id = filename if Path(filename).suffix else filename + ".JPEG"
         out.append(ValAnnotation(image_id, wnids, boxes, size, (str(path), None)))  # type: ignore[arg-type]
@@ -131,16 +143,16 @@ def parse_val_gt(path: str | Path, problems: list[DataError] | None = None) -> l
     for lineno, text in read_lines(path):
         head, sep, tail = text.partition(";")
         fields = head.split()
-        size = [parse_int(t) for t in fields[1:]]
+        size = positive_size(fields[1:])
         values = parse_floats(tail.split())
-        if not sep or len(fields) != 3 or None in size or not values or len(values) % 4:
+        if not sep or len(fields) != 3 or size is None or not values or len(values) % 4:
             report.report(
                 f"expected 'wnid\\\\file width height ; x0 y0 x1 y1 [...]', got {text!r}", path, lineno
             )
             continue
-        bad = [b for b in boxes_from_flat(values) if box_error(b)]
-        if bad:
-            report.report(box_error(bad[0]) or "", path, lineno)
+        msg = next((m for b in boxes_from_flat(values) if (m := box_error(b) or box_outside(b, size))), None)
+        if msg is not None:
+            report.report(msg, path, lineno)
             continue
         if not report.contained(fields[0], path, lineno):
             continue
@@ -244,10 +256,13 @@ class ILSVRCValDataset(WSOLDataset):
             if not 0 <= label < max(len(wnids), 1):
                 report.report(f"{image_id}: label {label} outside 0..{len(wnids) - 1}", *ann.where)
                 continue
+            path = layout(image_id, wnid)
+            if not report.inside(image_dir, path, *ann.where):
+                continue
             records.append(
                 Record(
                     image_id,
-                    layout(image_id, wnid),
+                    path,
                     label,
                     boxes_from_flat(ann.boxes),
                     size=ann.size,
@@ -267,10 +282,10 @@ class ILSVRCValDataset(WSOLDataset):
     def _layout(self, entries: list) -> Callable[[str, str], Path]:
         """Choose how ids map to files from the first image that exists."""
         d = self.image_dir
-        layouts: list[Callable[[str, str], Path]] = [
-            lambda i, w: resolve_in_root(d, i),
-            lambda i, w: resolve_in_root(d, _basename(i)),
-            lambda i, w: resolve_in_root(d, f"{w}/{_basename(i)}"),
+        layouts: list[Callable[[str, str], Path]] = [  # ids and wnids are contained already
+            lambda i, w: d.joinpath(*relative_parts(i)),
+            lambda i, w: d.joinpath(*relative_parts(_basename(i))),
+            lambda i, w: d.joinpath(*relative_parts(f"{w}/{_basename(i)}")),
         ]
         for image_id, _, _, wnid in entries[:1]:
             for layout in layouts:

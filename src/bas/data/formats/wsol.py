@@ -15,7 +15,6 @@ from bas.data.datasets import SPLITS, Record, WSOLDataset
 from bas.data.formats.registry import DatasetFormat, Option, register_format
 from bas.data.metadata import load_metadata
 from bas.data.parsing import NO_BOXES, Problems, classes_from_ids
-from bas.data.paths import resolve_in_root
 from bas.errors import ConfigError, DataError
 
 
@@ -46,28 +45,32 @@ class WSOLMetadataDataset(WSOLDataset):
             mask_base = mask_base / "OpenImages"
         loc = str(metadata_dir / "localization.txt")
         ids_file = metadata_dir / "image_ids.txt"
+        report = Problems(problems)
         records = []
         for image_id in meta.image_ids:
             boxes = np.asarray(meta.boxes.get(image_id, NO_BOXES), dtype=np.float32).reshape(-1, 4)
             entries = meta.masks.get(image_id, [])
-            masks = tuple(resolve_in_root(mask_base, m, file=loc) for m, _ in entries)
-            ignore = next((resolve_in_root(mask_base, i, file=loc) for _, i in entries if i), None)
+            line = meta.loc_lines.get(image_id)
+            masks = tuple(report.resolve(mask_base, m, loc, line) for m, _ in entries)
+            ignore = next((report.resolve(mask_base, i, loc, line) for _, i in entries if i), None)
+            path = report.resolve(image_root, image_id, ids_file, meta.lines.get(image_id))
+            if path is None or None in masks or (ignore is None and any(i for _, i in entries)):
+                continue
             size = meta.sizes.get(image_id)
             records.append(
                 Record(
                     image_id,
-                    resolve_in_root(image_root, image_id, file=ids_file),
+                    path,
                     int(meta.labels[image_id]),
                     boxes,
-                    masks=masks,
+                    masks=masks,  # type: ignore[arg-type]
                     ignore=ignore,
                     size=None if size is None else (int(size[0]), int(size[1])),
-                    where=(loc, None),
+                    where=(loc, line),
                 )
             )
         if num_classes is None:
             num_classes = max((r.label for r in records), default=-1) + 1
-        report = Problems(problems)
         for r in records:
             if not 0 <= r.label < num_classes:
                 report.report(
