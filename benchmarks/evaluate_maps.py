@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from bas.metrics import BoxEvaluator, reference_box_hits
+from bas.metrics import BoxEvaluator, iou_percent, reference_box_hits
 
 SIZE = 224
 BATCH = 256
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "--reference-maps", type=int, default=100, help="maps for the per-threshold reference"
     )
     parser.add_argument("--interval", type=float, default=0.001)
-    parser.add_argument("--iou", type=int, nargs="+", default=[30, 50, 70])
+    parser.add_argument("--iou", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     parser.add_argument("--single-contour", action="store_true", help="largest contour only")
     parser.add_argument("--workers", type=int, help="processes for the fast evaluator (default: all cores)")
     parser.add_argument("--seed", type=int, default=0)
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         f"fast, all maps, {args.workers or cores} workers: {fast_time:.2f} s wall "
         f"({1000 * fast_time / args.maps:.2f} ms/map), {1000 * fast_cpu / args.maps:.2f} ms CPU/map"
     )
-    scores = "  ".join(f"IoU{d} {v:.2f}" for d, v in result["MaxBoxAcc"].items())
+    scores = "  ".join(f"IoU{iou_percent(d)} {v:.2f}" for d, v in result["MaxBoxAcc"].items())
     print(f"  MaxBoxAcc {scores}  MaxBoxAccV2 {result['MaxBoxAccV2']:.2f}")
 
     sub_maps, sub_gts = smooth_maps(np.random.default_rng(args.seed), subset)  # the first maps again

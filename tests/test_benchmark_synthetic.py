@@ -108,6 +108,7 @@ def test_bad_benchmark_files_are_refused(tmp_path):
     assert main(["benchmark", str(tmp_path / "missing.yaml"), "--quick"]) == 2
 
 
+@pytest.mark.slow
 def test_quick_benchmark_end_to_end(tmp_path, capsys):
     out = tmp_path / "bench"
     argv = ["benchmark", "synthetic", "--quick", "--output", str(out), "--device", "cpu", "--no-progress"]

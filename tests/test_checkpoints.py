@@ -698,3 +698,83 @@ def test_convert_command_end_to_end(tmp_path, capsys):
     assert main(["convert", str(source), str(tmp_path / "x.safetensors"), "--num-classes", "7"]) == 2
     assert "error: " in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+# ---------------------------------------------------------------------- wrappers users bring
+
+
+def _ours(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+WRAPPERS = {
+    "plain": lambda m: _ours(m),
+    "state_dict": lambda m: {"state_dict": _ours(m)},
+    "model": lambda m: {"model": _ours(m)},
+    "module_prefix": lambda m: {f"module.{k}": v for k, v in _ours(m).items()},
+    "model_prefix": lambda m: {f"model.{k}": v for k, v in _ours(m).items()},
+    "state_dict_module_prefix": lambda m: {"state_dict": {f"module.{k}": v for k, v in _ours(m).items()}},
+    "authors_model_prefix": lambda m: {f"model.{k}": v for k, v in authors_state(m).items()},
+    "lightning": lambda m: {
+        "state_dict": {f"model.{k}": v for k, v in _ours(m).items()},
+        "pytorch-lightning_version": "2.4.0",
+        "epoch": 3,
+        "global_step": 120,
+        "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.01, "params": [0, 1]}]}],
+        "lr_schedulers": [],
+        "callbacks": {},
+        "hparams_name": "kwargs",
+        "hyper_parameters": {"lr": 0.01},
+        "loops": {},
+    },
+}
+
+
+@pytest.mark.parametrize("wrapper", sorted(WRAPPERS))
+def test_convert_reads_every_wrapper(tmp_path, capsys, wrapper):
+    model = small_model()
+    source = tmp_path / "weights.pt"
+    torch.save(WRAPPERS[wrapper](model), source)
+    torch.load(source, weights_only=True)  # a file the safe loader can read
+    target = tmp_path / "model.safetensors"
+    assert main(["convert", str(source), str(target)]) == 0
+    assert "mobilenet_v1, 5 classes" in capsys.readouterr().out
+    loaded = load_checkpoint(target)
+    assert_same_weights(loaded, model)
+    if wrapper == "lightning":
+        meta = read_checkpoint_metadata(source)
+        assert meta["source"] == "lightning"
+        assert meta["extra"] == {"epoch": 3, "global_step": 120}
+
+
+def test_mobilenet_layer_names_are_not_taken_for_a_prefix(tmp_path):
+    """The authors' MobileNetV1 keys start with ``model.`` but not all of them: nothing is stripped."""
+    model = small_model()
+    torch.save(authors_state(model), tmp_path / "cvpr.pth")
+    assert_same_weights(load_checkpoint(tmp_path / "cvpr.pth"), model)
+
+
+@pytest.mark.parametrize(
+    "content,found",
+    [
+        (
+            {"weights": {"a": torch.zeros(1)}, "epoch": 3, "note": "x"},
+            "top-level keys [weights, epoch, note]",
+        ),
+        (
+            {"state_dict": {"a": 1.0}, "pytorch-lightning_version": "2.4.0"},
+            "[state_dict, pytorch-lightning_version]",
+        ),
+        ({}, "an empty dict"),
+        ([torch.zeros(2)], "a list"),
+    ],
+)
+def test_convert_error_lists_the_top_level_keys(tmp_path, capsys, content, found):
+    source = tmp_path / "odd.pt"
+    torch.save(content, source)
+    target = tmp_path / "model.safetensors"
+    assert main(["convert", str(source), str(target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert found in err[0] and "'state_dict'" in err[0] and "'model'" in err[0]
+    assert not target.exists()

@@ -428,7 +428,7 @@ def test_data_check_lists_every_problem(cub: Path, capsys):
 
 def test_build_dataset_options(cub: Path, tmp_path: Path):
     with pytest.raises(
-        ConfigError, match=r"unknown option\(s\) boxes for CUBDataset; accepted: .*val_per_class"
+        ConfigError, match=r"unknown option\(s\) boxes for the 'cub' dataset; accepted: .*val_per_class"
     ):
         build_dataset("cub", cub, "train", None, boxes="x.csv")
     with pytest.raises(ConfigError, match="unknown dataset 'coco'"):

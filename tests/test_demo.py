@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from bas.cli import main
 
 
+@pytest.mark.slow
 def test_demo_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--output", str(out), "--no-progress", "--device", "cpu"]) == 0

@@ -73,6 +73,7 @@ def assert_same_run(single: Path, ddp: Path) -> None:
     assert log_two[-1]["val_MaxBoxAccV2"] == pytest.approx(log_one[-1]["val_MaxBoxAccV2"])
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(reference, tmp_path):
     data_root, single = reference
     ddp = tmp_path / "ddp"
@@ -80,6 +81,7 @@ def test_two_processes_match_one_process(reference, tmp_path):
     assert_same_run(single, ddp)
 
 
+@pytest.mark.slow
 def test_two_nodes_match_one_process(reference, tmp_path):
     """The multi-node command line of docs/training.md, both "nodes" on this machine."""
     data_root, single = reference

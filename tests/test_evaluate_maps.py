@@ -178,7 +178,7 @@ def test_evaluate_score_maps_boxes(box_dataset):
         box_dataset / "maps", box_dataset / "metadata/CUB/test", "CUB", interval=0.01, num_workers=1
     )
     assert result["num_images"] == 3
-    assert result["MaxBoxAcc"] == pytest.approx({30: 200 / 3, 50: 200 / 3, 70: 100 / 3})
+    assert result["MaxBoxAcc"] == pytest.approx({0.3: 200 / 3, 0.5: 200 / 3, 0.7: 100 / 3})
     assert result["MaxBoxAccV2"] == pytest.approx(500 / 9)
 
 
@@ -191,7 +191,7 @@ def test_cli_end_to_end_with_the_metadata_root(box_dataset, capsys):
     printed = capsys.readouterr().out
     assert "MaxBoxAccV2: 55.56" in printed
     result = json.loads(out.read_text())
-    assert result["MaxBoxAcc"] == pytest.approx({"30": 200 / 3, "50": 200 / 3, "70": 100 / 3})
+    assert result["MaxBoxAcc"] == pytest.approx({"0.3": 200 / 3, "0.5": 200 / 3, "0.7": 100 / 3})
     assert result["split"] == "test" and result["multi_contour"] is True and "curve" not in result
     rows = list(csv.reader(curve.open()))
     assert rows[0] == ["threshold", "iou30", "iou50", "iou70"] and len(rows) == 101
@@ -248,7 +248,7 @@ def test_sizes_from_the_images_when_image_sizes_is_empty(box_dataset):
         (images / image_id).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(images / image_id), np.zeros((448, 448, 3), dtype=np.uint8))
     result = evaluate_score_maps(box_dataset / "maps", meta, "CUB", interval=0.1, image_root=images)
-    assert result["MaxBoxAcc"][70] == pytest.approx(100 / 3)
+    assert result["MaxBoxAcc"][0.7] == pytest.approx(100 / 3)
 
 
 @pytest.fixture
@@ -341,7 +341,7 @@ def test_any_square_map_size_scales_the_boxes_from_the_image_size(box_dataset):
         np.save(maps / f"{image_id}.npy", small)
     result = evaluate_score_maps(maps, box_dataset / "metadata/CUB/test", "CUB", interval=0.1, num_workers=1)
     assert result["map_size"] == 112
-    assert result["MaxBoxAcc"] == pytest.approx({30: 100.0, 50: 100.0, 70: 100.0})
+    assert result["MaxBoxAcc"] == pytest.approx({0.3: 100.0, 0.5: 100.0, 0.7: 100.0})
     np.save(maps / f"{BOX_IDS[2]}.npy", np.zeros((224, 224), np.float32))  # sizes must agree
     with pytest.raises(DataError, match=r"expected \(112, 112\)"):
         evaluate_score_maps(maps, box_dataset / "metadata/CUB/test", "CUB", interval=0.1)
@@ -383,10 +383,10 @@ def test_multi_contour_is_the_default_and_names_the_mean(two_blob_dataset, capsy
 def test_box_summary_name():
     from bas.evaluate_maps import box_summary_name
 
-    assert box_summary_name(True, (30, 50, 70)) == "MaxBoxAccV2"
-    assert box_summary_name(False, [30, 50, 70]) == "MaxBoxAcc (largest contour)"
-    assert box_summary_name(True, (50,)) == "MaxBoxAcc (multi-contour, IoU 50)"
-    assert box_summary_name(False, (50, 75)) == "MaxBoxAcc (largest contour, IoU 50/75)"
+    assert box_summary_name(True, (0.3, 0.5, 0.7)) == "MaxBoxAccV2"
+    assert box_summary_name(False, [0.3, 0.5, 0.7]) == "MaxBoxAcc (largest contour)"
+    assert box_summary_name(True, (0.5,)) == "MaxBoxAcc (multi-contour, IoU 50)"
+    assert box_summary_name(False, (0.5, 0.75)) == "MaxBoxAcc (largest contour, IoU 50/75)"
 
 
 # ----------------------------------------------------------------------------- the round trip
@@ -465,7 +465,7 @@ def test_evaluate_save_maps_then_evaluate_maps_give_the_same_numbers(
 def from_maps_curve(saved, multi_contour):
     result = evaluate_score_maps(saved, saved / "metadata", interval=0.05, multi_contour=multi_contour)
     acc = result["curve"]["accuracy"]
-    return [(t, acc[30][i], acc[50][i], acc[70][i]) for i, t in enumerate(result["curve"]["thresholds"])]
+    return [(t, acc[0.3][i], acc[0.5][i], acc[0.7][i]) for i, t in enumerate(result["curve"]["thresholds"])]
 
 
 def test_save_maps_with_an_explicit_crop_mode_is_refused(tiny_model_and_data, tmp_path, capsys):
@@ -504,12 +504,12 @@ def test_the_paper_curve_follows_eval_interval_and_the_box_machinery():
     evaluator.update(pred)
     curve = evaluator.paper_curve()
     assert len(curve["threshold"]) == 20 and curve["threshold"][1] == pytest.approx(0.05)
-    reference = BoxEvaluator((50,), interval=0.05, multi_contour=False, num_workers=1)
+    reference = BoxEvaluator((0.5,), interval=0.05, multi_contour=False, num_workers=1)
     reference.accumulate(maps.numpy(), [b.numpy() for b in boxes])
-    np.testing.assert_allclose(curve["gt_known_loc"], reference.compute()["curve"]["accuracy"][50])
-    right = BoxEvaluator((50,), interval=0.05, multi_contour=False, num_workers=1)
+    np.testing.assert_allclose(curve["gt_known_loc"], reference.compute()["curve"]["accuracy"][0.5])
+    right = BoxEvaluator((0.5,), interval=0.05, multi_contour=False, num_workers=1)
     right.accumulate(maps.numpy()[::2], [b.numpy() for b in boxes[::2]])
-    np.testing.assert_allclose(curve["top1_loc"], right.compute()["curve"]["accuracy"][50] / 2)
+    np.testing.assert_allclose(curve["top1_loc"], right.compute()["curve"]["accuracy"][0.5] / 2)
     assert 0 < curve["gt_known_loc"].max() and curve["gt_known_loc"].min() < 100
 
 

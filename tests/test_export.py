@@ -5,8 +5,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -17,6 +15,12 @@ from bas.export import InferenceModule, read_export_metadata
 from bas.localization import localization_maps
 
 ATOL = 1e-4
+
+
+def onnx_modules():
+    """onnx and onnxruntime, or skip the test: they come with the optional 'export' extra."""
+    reason = "onnx / onnxruntime not installed (pip install 'bas-wsol[export]')"
+    return pytest.importorskip("onnx", reason=reason), pytest.importorskip("onnxruntime", reason=reason)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +53,7 @@ def inputs(batch: int, size: int, seed: int) -> torch.Tensor:
 
 
 def test_onnx_export_matches_eager_for_batch_1_and_3(checkpoint, tmp_path, capsys):
+    onnx, ort = onnx_modules()
     path = tmp_path / "model.onnx"
     assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", str(path)]) == 0
     assert "top_k=2" in capsys.readouterr().out
@@ -87,6 +92,7 @@ def test_torchscript_export_matches_eager_for_batch_1_and_3(checkpoint, tmp_path
 
 
 def test_export_overrides_top_k_and_input_size(checkpoint, tmp_path):
+    onnx, ort = onnx_modules()
     path = tmp_path / "model96.onnx"
     assert (
         main(

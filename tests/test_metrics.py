@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,6 +16,8 @@ from bas.metrics import (
     MaskEvaluator,
     best_iou,
     box_iou,
+    iou_fractions,
+    iou_percent,
     localization_accuracy,
     per_class_accuracy,
     quantize_maps,
@@ -111,30 +118,30 @@ def test_threshold_grid():
 
 
 def test_all_zero_map_gives_the_box_0000():
-    evaluator = BoxEvaluator(iou_thresholds=(50,), interval=0.1, num_workers=1)
+    evaluator = BoxEvaluator(iou_thresholds=(0.5,), interval=0.1, num_workers=1)
     maps = np.zeros((2, 20, 20))
     evaluator.accumulate(maps, [np.array([[0, 0, 0, 0]]), np.array([[0, 0, 9, 9]])])
     result = evaluator.compute()
     # [0, 0, 0, 0] matches the first ground truth exactly, the second at 1/100.
-    np.testing.assert_array_equal(result["curve"]["accuracy"][50], np.full(10, 50.0))
+    np.testing.assert_array_equal(result["curve"]["accuracy"][0.5], np.full(10, 50.0))
 
 
 def test_unimodal_map_strict_threshold_and_box_convention():
     scoremap = np.full((20, 20), 0.5)  # quantised to 127
     scoremap[5:10, 3:13] = 1.0  # 255; rows 5..9, columns 3..12
     gt = np.array([[3, 5, 13, 10]])  # boundingRect x=3, w=10 -> x1 = x + w = 13
-    evaluator = BoxEvaluator(iou_thresholds=(50,), interval=0.1, multi_contour=False, num_workers=1)
+    evaluator = BoxEvaluator(iou_thresholds=(0.5,), interval=0.1, multi_contour=False, num_workers=1)
     evaluator.accumulate(scoremap[None], [gt])
     result = evaluator.compute()
     # Up to t = 0.4 the level int(t * 255) <= 102 < 127: the whole map, box [0, 0, 19, 19].
     # At t = 0.5 the level is int(127.5) = 127 and 127 > 127 is false: the block alone.
     expected = [0, 0, 0, 0, 0, 100, 100, 100, 100, 100]
-    np.testing.assert_array_equal(result["curve"]["accuracy"][50], expected)
-    assert result["MaxBoxAcc"] == {50: 100.0}
-    assert result["best_threshold"][50] == pytest.approx(0.5)
-    whole = BoxEvaluator(iou_thresholds=(10,), interval=0.1, multi_contour=False, num_workers=1)
+    np.testing.assert_array_equal(result["curve"]["accuracy"][0.5], expected)
+    assert result["MaxBoxAcc"] == {0.5: 100.0}
+    assert result["best_threshold"][0.5] == pytest.approx(0.5)
+    whole = BoxEvaluator(iou_thresholds=(0.1,), interval=0.1, multi_contour=False, num_workers=1)
     whole.accumulate(scoremap[None], [gt])  # IoU of [0, 0, 19, 19] with gt = 66 / 400
-    np.testing.assert_array_equal(whole.compute()["curve"]["accuracy"][10], np.full(10, 100.0))
+    np.testing.assert_array_equal(whole.compute()["curve"]["accuracy"][0.1], np.full(10, 100.0))
 
 
 def test_multimodal_map_single_versus_multi_contour():
@@ -144,9 +151,9 @@ def test_multimodal_map_single_versus_multi_contour():
     gt = np.array([[20, 20, 26, 25]])  # the small blob's box
     results = {}
     for multi in (False, True):
-        evaluator = BoxEvaluator(iou_thresholds=(50,), interval=0.1, multi_contour=multi, num_workers=1)
+        evaluator = BoxEvaluator(iou_thresholds=(0.5,), interval=0.1, multi_contour=multi, num_workers=1)
         evaluator.accumulate(scoremap[None], [gt])
-        results[multi] = evaluator.compute()["curve"]["accuracy"][50]
+        results[multi] = evaluator.compute()["curve"]["accuracy"][0.5]
     # Single contour: the large blob wins until t = 0.9 (level int(0.9 * 229) = 206 >= 204).
     np.testing.assert_array_equal(results[False], [0] * 9 + [100])
     np.testing.assert_array_equal(results[True], [100] * 10)
@@ -158,9 +165,9 @@ def test_multi_contour_counts_hole_contours():
     scoremap[4:8, 4:8] = 0.0  # a 4 x 4 hole, rows/columns 4..7
     gt = np.array([[3, 3, 9, 9]])  # the hole contour runs on the pixels around it: x, y in 3..8
     for multi, expected in ((False, 0.0), (True, 100.0)):
-        evaluator = BoxEvaluator(iou_thresholds=(90,), interval=0.5, multi_contour=multi, num_workers=1)
+        evaluator = BoxEvaluator(iou_thresholds=(0.9,), interval=0.5, multi_contour=multi, num_workers=1)
         evaluator.accumulate(scoremap[None], [gt])
-        assert evaluator.compute()["MaxBoxAcc"][90] == expected
+        assert evaluator.compute()["MaxBoxAcc"][0.9] == expected
 
 
 def test_quantisation_truncates():
@@ -173,9 +180,9 @@ def test_levels_next_to_the_maximum():
     scoremap[2:4, 2:4] = 1.0  # 255, small blob
     scoremap[6:9, 6:9] = 0.999  # 254, larger blob
     gt = np.array([[2, 2, 4, 4]])  # the 255 blob
-    evaluator = BoxEvaluator(iou_thresholds=(100,), interval=0.001, multi_contour=False, num_workers=1)
+    evaluator = BoxEvaluator(iou_thresholds=(1.0,), interval=0.001, multi_contour=False, num_workers=1)
     evaluator.accumulate(scoremap[None], [gt])
-    curve = evaluator.compute()["curve"]["accuracy"][100]
+    curve = evaluator.compute()["curve"]["accuracy"][1.0]
     thresholds = threshold_grid(0.001)
     assert int(thresholds[996] * 255) == 253 and int(thresholds[997] * 255) == 254
     # Level 253 keeps both blobs and the larger (254) one is the box; at level 254, 254 > 254 is
@@ -190,7 +197,7 @@ def test_box_evaluator_equals_the_per_threshold_reference(multi_contour):
     maps[0] = 0.0
     maps[1] = rng.random((48, 48))  # noise: many small contours and holes
     gts = random_boxes(rng, 12, 48)
-    ious = (30, 50, 70)
+    ious = (0.3, 0.5, 0.7)
     evaluator = BoxEvaluator(iou_thresholds=ious, interval=0.01, multi_contour=multi_contour, num_workers=1)
     evaluator.accumulate(maps[:5], gts[:5])
     evaluator.accumulate(maps[5:], gts[5:])
@@ -208,8 +215,8 @@ def test_box_evaluator_fine_interval_equals_reference():
     gts = random_boxes(rng, 2, 64)
     evaluator = BoxEvaluator(interval=0.001, multi_contour=True, num_workers=1)
     evaluator.accumulate(maps, gts)
-    reference = reference_box_hits(maps, gts, 0.001, (30, 50, 70), True)
-    np.testing.assert_allclose(evaluator.compute()["curve"]["accuracy"][50], reference[1] * 50.0)
+    reference = reference_box_hits(maps, gts, 0.001, (0.3, 0.5, 0.7), True)
+    np.testing.assert_allclose(evaluator.compute()["curve"]["accuracy"][0.5], reference[1] * 50.0)
 
 
 def test_box_evaluator_worker_pool_gives_the_same_counts():
@@ -222,7 +229,7 @@ def test_box_evaluator_worker_pool_gives_the_same_counts():
         for start in range(0, 40, 8):
             evaluator.accumulate(maps[start : start + 8], gts[start : start + 8])
         results.append(evaluator.compute())
-    for d in (30, 50, 70):
+    for d in (0.3, 0.5, 0.7):
         np.testing.assert_array_equal(results[0]["curve"]["accuracy"][d], results[1]["curve"]["accuracy"][d])
     assert results[1]["num_images"] == 40
 
@@ -243,7 +250,7 @@ def test_box_evaluator_worker_pool_in_chunks_and_after_compute():
     pooled.accumulate(maps[150:], gts[150:])  # results so far, then more maps
     result = pooled.compute()
     assert result["num_images"] == 170
-    for d in (30, 50, 70):
+    for d in (0.3, 0.5, 0.7):
         np.testing.assert_array_equal(result["curve"]["accuracy"][d], expected[d])
 
 
@@ -256,6 +263,7 @@ def test_box_evaluator_close_stops_the_pool():
     assert evaluator._pool is None
 
 
+@pytest.mark.slow
 def test_box_evaluator_pool_after_opencv_started_its_threads():
     """Workers forked from a process whose OpenCV thread pool runs must not wait on it forever."""
     import os
@@ -337,7 +345,7 @@ def test_box_evaluator_equals_the_reference_on_adversarial_maps(multi_contour, s
     maps = adversarial_maps(rng, size)
     gts = random_boxes(rng, len(maps), size)
     gts[0] = np.array([[0.0, 0.0, size - 1.0, size - 1.0]])  # large boxes keep low levels in play
-    ious = (10, 30, 50, 70, 90)
+    ious = (0.1, 0.3, 0.5, 0.7, 0.9)
     evaluator = BoxEvaluator(iou_thresholds=ious, interval=0.001, multi_contour=multi_contour, num_workers=1)
     evaluator.accumulate(maps, gts)
     result = evaluator.compute()
@@ -398,7 +406,7 @@ def test_accuracy_at_a_threshold_of_the_grid():
     evaluator = BoxEvaluator(interval=0.01, num_workers=1)
     evaluator.accumulate(smooth_maps(rng, 5, 32), random_boxes(rng, 5, 32))
     curve = evaluator.compute()["curve"]
-    assert evaluator.accuracy_at(0.37) == {d: curve["accuracy"][d][37] for d in (30, 50, 70)}
+    assert evaluator.accuracy_at(0.37) == {d: curve["accuracy"][d][37] for d in (0.3, 0.5, 0.7)}
     with pytest.raises(ValueError, match="grid"):
         evaluator.accuracy_at(0.375)
 
@@ -415,17 +423,19 @@ def test_box_evaluator_rejects_bad_input():
         evaluator.accumulate(np.full((1, 8, 8), 1.5), [np.array([[0, 0, 1, 1]])])
     with pytest.raises(ValueError):
         evaluator.accumulate(np.zeros((2, 8, 8)), [np.array([[0, 0, 1, 1]])])
-    with pytest.raises(ValueError):
-        BoxEvaluator(iou_thresholds=(0.5,))
+    for bad_ious in ((), (0,), (1.5e2,), (-0.5,)):
+        with pytest.raises(ValueError), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            BoxEvaluator(iou_thresholds=bad_ious)
 
 
 def test_torch_tensors_are_accepted():
     torch = pytest.importorskip("torch")
     scoremap = torch.zeros(1, 10, 10)
     scoremap[0, 2:5, 2:5] = 1.0
-    evaluator = BoxEvaluator(iou_thresholds=(50,), interval=0.5, num_workers=1)
+    evaluator = BoxEvaluator(iou_thresholds=(0.5,), interval=0.5, num_workers=1)
     evaluator.accumulate(scoremap, [torch.tensor([[2.0, 2.0, 5.0, 5.0]])])
-    assert evaluator.compute()["MaxBoxAcc"][50] == 100.0
+    assert evaluator.compute()["MaxBoxAcc"][0.5] == 100.0
 
 
 # ----------------------------------------------------------------------------- PxAP / PIoU
@@ -498,3 +508,62 @@ def test_mask_evaluator_without_positive_pixels():
     evaluator.accumulate(np.zeros((1, 4, 4)), np.zeros((1, 4, 4), dtype=bool))
     with pytest.raises(DataError, match="positive"):
         evaluator.compute()
+
+
+# ----------------------------------------------------------------------------- conventions
+
+
+def test_iou_thresholds_are_fractions_and_percentages_are_deprecated():
+    rng = np.random.default_rng(5)
+    maps, gts = smooth_maps(rng, 4, 32), random_boxes(rng, 4, 32)
+    new = BoxEvaluator(iou_thresholds=(0.3, 0.5, 0.7), interval=0.05, num_workers=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert BoxEvaluator().iou_thresholds == (0.3, 0.5, 0.7)  # the default warns nothing
+    with pytest.warns(DeprecationWarning, match="in percent"):
+        old = BoxEvaluator(iou_thresholds=(30, 50, 70), interval=0.05, num_workers=1)
+    assert old.iou_thresholds == new.iou_thresholds == (0.3, 0.5, 0.7)
+    for evaluator in (new, old):
+        evaluator.accumulate(maps, gts)
+    assert new.compute()["MaxBoxAcc"] == old.compute()["MaxBoxAcc"]
+    assert list(new.compute()["MaxBoxAcc"]) == [0.3, 0.5, 0.7]
+    with pytest.warns(DeprecationWarning):
+        hits = reference_box_hits(maps, gts, 0.05, (50,), True)
+    np.testing.assert_array_equal(hits, reference_box_hits(maps, gts, 0.05, (0.5,), True))
+
+
+def test_localization_accuracy_threshold_is_a_fraction():
+    ious = np.array([0.2, 0.5, 0.8])
+    ones = np.ones(3, dtype=bool)
+    assert localization_accuracy(ious, [0, 0, 0], ones, ones, iou_threshold=0.5)[
+        "gt_known_loc"
+    ] == pytest.approx(200 / 3)
+    with pytest.warns(DeprecationWarning):
+        old = localization_accuracy(ious, [0, 0, 0], ones, ones, iou_threshold=70)
+    assert old["gt_known_loc"] == pytest.approx(100 / 3)
+
+
+def test_iou_helpers():
+    assert iou_percent(0.5) == "50" and iou_percent(0.3) == "30" and iou_percent(0.75) == "75"
+    assert iou_fractions([0.5, 1]) == (0.5, 1.0)
+    with pytest.warns(DeprecationWarning):
+        assert iou_fractions((30, 50, 70)) == (0.3, 0.5, 0.7)
+
+
+def test_exclusive_boxes_with_the_protocols_inclusive_iou():
+    # A 10 x 10 block of pixels, columns / rows 0..9, is the box [0, 0, 10, 10] (x1 exclusive) in
+    # every API; the protocol counts x0..x1 inclusive, 11 x 11 = 121 pixels for it.
+    assert box_iou([0, 0, 10, 10], [0, 0, 10, 10])[0, 0] == 1.0
+    assert box_iou([0, 0, 10, 10], [0, 0, 10, 5])[0, 0] == pytest.approx(66 / 121)
+
+
+def test_metrics_import_without_torch():
+    """bas.metrics (and the metadata reader) stay pure numpy, so map evaluation needs no torch."""
+    src = Path(__file__).resolve().parents[1] / "src"
+    code = (
+        "import sys, types\n"
+        f"pkg = types.ModuleType('bas'); pkg.__path__ = [{str(src / 'bas')!r}]; sys.modules['bas'] = pkg\n"
+        "import bas.metrics, bas.data.metadata, bas.data.paths\n"
+        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import safetensors.torch
 import torch
 from test_train import STEPS_PER_EPOCH, read_log, tiny_config
@@ -17,6 +18,7 @@ from bas.config import dump_config
 from bas.engine.train import BEST, FINAL, LAST
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path):
     data_root = tmp_path / "data"
     killed, reference = tmp_path / "killed", tmp_path / "reference"

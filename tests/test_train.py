@@ -20,12 +20,12 @@ import torch
 from bas.checkpoints import load_checkpoint, load_training_state, read_checkpoint_metadata
 from bas.cli import main
 from bas.config import dump_config, load_config
-from bas.engine import train as train_module
 from bas.engine.data import EpochSampler, eval_loader, make_dataset_split, per_rank_batch_size
 from bas.engine.evaluate import evaluate
 from bas.engine.optim import build_optimizer, build_scheduler
 from bas.engine.train import BEST, FINAL, LAST, LOG, train, validate_config
 from bas.errors import ConfigError
+from bas.methods import get_method
 from bas.models import build_model
 
 # 3 classes x 12 images; CUB-style splits: 6 train, 2 val (held out of train), 4 test images per class.
@@ -146,17 +146,18 @@ def test_sampler_shards_cover_the_single_process_batches():
 def test_precision_and_memory_format_on_cpu(data_root, tmp_path, monkeypatch, override, dtype):
     """Two steps run; the model really runs in the asked dtype / memory format, the loss in float32."""
     produced, lost = [], []
-    real_loss = train_module.training_loss
+    method = get_method("bas")
+    real_loss = method.loss
 
-    def spy_loss(method, out, labels, **kwargs):
+    def spy_loss(out, labels, cfg):
         produced.append(
             (out.feature_map.dtype, out.feature_map.is_contiguous(memory_format=torch.channels_last))
         )
-        total, terms = real_loss(method, out, labels, **kwargs)
+        total, terms = real_loss(out, labels, cfg)
         lost.append({t.dtype for t in (total, *terms.values())})
         return total, terms
 
-    monkeypatch.setattr(train_module, "training_loss", spy_loss)
+    monkeypatch.setattr(method, "loss", spy_loss)
     train(
         tiny_config(data_root, tmp_path, override, "train.max_steps=2", "eval.every=0"),
         progress=False,
@@ -172,29 +173,31 @@ def test_precision_and_memory_format_on_cpu(data_root, tmp_path, monkeypatch, ov
     assert ("scale" in state["scaler"]) == (dtype == torch.float16)  # gradient scaling for fp16 only
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_matches_the_full_batch(data_root, tmp_path):
     """accum_steps=2 (two micro-batches of 2) ends with the weights of batch 4 in one go (no BatchNorm: VGG16)."""
     runs = {}
-    for accum in (1, 2):
-        out = tmp_path / f"accum{accum}"
+    for accum, steps in ((1, 2), (2, 2), (1, 1)):
+        out = tmp_path / f"accum{accum}_steps{steps}"
         train(
             tiny_config(
                 data_root,
                 out,
                 "model.arch=vgg16",
                 f"train.accum_steps={accum}",
-                "train.max_steps=2",
+                f"train.max_steps={steps}",
                 "eval.every=0",
             ),
             progress=False,
             device="cpu",
         )
-        runs[accum] = weights(out / FINAL)
-        assert [r["step"] for r in read_log(out)] == [1, 2]
-    initial = build_model("vgg16", 3, hidden=8).state_dict()
-    for key, value in runs[1].items():
-        torch.testing.assert_close(runs[2][key], value, atol=1e-6, rtol=1e-5)
-    assert not torch.equal(runs[1]["generator.0.weight"], initial["generator.0.weight"])
+        runs[accum, steps] = weights(out / FINAL)
+        assert [r["step"] for r in read_log(out)] == list(range(1, steps + 1))
+    for key, value in runs[1, 2].items():
+        torch.testing.assert_close(runs[2, 2][key], value, atol=1e-6, rtol=1e-5)
+    # The second step moved the weights (same seed, so runs[1, 1] holds the weights after step 1):
+    # the equality above compares two runs that really trained.
+    assert not torch.equal(runs[1, 2]["generator.0.weight"], runs[1, 1]["generator.0.weight"])
 
 
 @pytest.mark.slow  # torch.compile of the forward and backward takes minutes on a 2-core CPU
@@ -257,6 +260,35 @@ def test_two_epochs_validate_keep_best_and_log(data_root, tmp_path):
     assert result["epoch"] == 2 and result["val"]["top1_loc"] == pytest.approx(epochs[-1]["val_top1_loc"])
 
 
+def test_every_checkpoint_carries_the_same_metadata_and_evaluates_alike(data_root, tmp_path, capsys):
+    """best, last and the final model of a one-epoch run hold the same weights: ``bas evaluate``
+    reports the same numbers on each, because last.ckpt carries the same preprocessing (input 32,
+    resize 36 here, not the 224 / 256 defaults), classes, threshold, method and recipe."""
+    run = tmp_path / "run"
+    cfg = tiny_config(data_root, run, "train.checkpoint_every_steps=2")
+    train(cfg, progress=False, device="cpu")
+    documents = {name: read_checkpoint_metadata(run / name) for name in (BEST, LAST, FINAL)}
+    assert documents[LAST]["source"] == "training_state"
+    for doc in documents.values():
+        doc.pop("source")
+    assert documents[BEST] == documents[LAST] == documents[FINAL]
+    doc = documents[FINAL]
+    assert (doc["input_size"], doc["resize_size"], doc["method"], doc["top_k"]) == (32, 36, "bas", 1)
+    assert doc["threshold"] == doc["metrics"]["threshold"]  # chosen on val
+    assert doc["config"] == load_config(run / "config.yaml")
+    assert doc["class_names"] is not None and len(doc["class_names"]) == 3
+
+    printed = {}
+    for name in (BEST, LAST, FINAL):
+        args = ["evaluate", "--checkpoint", str(run / name), "--data", str(data_root)]
+        args += ["--output", str(tmp_path / f"eval_{name}"), "--no-progress", "--device", "cpu"]
+        assert main(args) == 0
+        printed[name] = next(
+            line for line in capsys.readouterr().out.splitlines() if line.startswith("test:")
+        )
+    assert printed[BEST] == printed[LAST] == printed[FINAL]
+
+
 def test_tensorboard_events(data_root, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -275,18 +307,19 @@ def test_tensorboard_events(data_root, tmp_path):
 
 def test_nan_loss_stops_with_step_and_term(data_root, tmp_path, monkeypatch, capsys):
     """The 3rd step's ``bas`` term is NaN: exit 2, a message naming step 3 and the term, last.ckpt of step 2."""
-    real_loss = train_module.training_loss
+    method = get_method("bas")
+    real_loss = method.loss
     calls = []
 
-    def poisoned(method, out, labels, **kwargs):
-        total, terms = real_loss(method, out, labels, **kwargs)
+    def poisoned(out, labels, cfg):
+        total, terms = real_loss(out, labels, cfg)
         calls.append(1)
         if len(calls) == 3:
             terms["bas"] = terms["bas"] * float("nan")
             total = total + terms["bas"]
         return total, terms
 
-    monkeypatch.setattr(train_module, "training_loss", poisoned)
+    monkeypatch.setattr(method, "loss", poisoned)
     run = tmp_path / "run"
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text(dump_config(tiny_config(data_root, run, "train.checkpoint_every_steps=1")))

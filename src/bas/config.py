@@ -28,7 +28,18 @@ def config_dir() -> Path:
 
 
 def default_config() -> dict[str, Any]:
-    return _read_yaml(config_dir() / "default.yaml")
+    """``configs/default.yaml``, plus the keys a method declares (``Method.config_defaults``) that
+    the file does not list, so that a new method's settings are known keys."""
+    from bas.methods import config_defaults
+
+    cfg = _read_yaml(config_dir() / "default.yaml")
+    for key, value in config_defaults().items():
+        *sections, leaf = key.split(".")
+        node = cfg
+        for section in sections:
+            node = node.setdefault(section, {})
+        node.setdefault(leaf, value)
+    return cfg
 
 
 def resolve_recipe(name: str | Path) -> Path:

@@ -41,7 +41,7 @@ from PIL import Image, UnidentifiedImageError
 from bas.data.metadata import WSOLMetadata, load_metadata
 from bas.errors import ConfigError, DataError
 from bas.io import atomic_open, path_inside, write_text
-from bas.metrics import BoxEvaluator, MaskEvaluator
+from bas.metrics import BoxEvaluator, MaskEvaluator, iou_fractions, iou_percent
 
 __all__ = [
     "DATASETS",
@@ -63,25 +63,29 @@ DATASETS = ("CUB", "ILSVRC", "OpenImages")
 MAP_SIZE = 224
 #: Where ``bas evaluate --save-maps DIR`` puts the metadata of the saved maps: ``DIR/metadata``.
 METADATA_FOLDER = "metadata"
-#: The IoU thresholds (percent) of MaxBoxAccV2.
-STANDARD_IOU_THRESHOLDS = (30, 50, 70)
+#: The IoU thresholds of MaxBoxAccV2.
+STANDARD_IOU_THRESHOLDS = (0.3, 0.5, 0.7)
 # Maps read from disk before each accumulate call (256 float32 maps = 51 MB).
 _LOAD_BATCH = 256
 
 
-def box_summary_name(multi_contour: bool, iou_thresholds: Sequence[int]) -> str:
+def box_summary_name(multi_contour: bool, iou_thresholds: Sequence[float]) -> str:
     """Name of the mean of MaxBoxAcc over the IoU thresholds.
 
-    ``"MaxBoxAccV2"`` only for multi-contour boxes at IoU 30/50/70 (its definition);
+    ``"MaxBoxAccV2"`` only for multi-contour boxes at IoU 0.3/0.5/0.7 (its definition);
     ``"MaxBoxAcc (largest contour)"`` for the largest contour at those thresholds; otherwise the
     contour mode and the thresholds are spelled out (``"MaxBoxAcc (multi-contour, IoU 50)"``).
     """
-    thresholds = tuple(int(d) for d in iou_thresholds)
+    thresholds = iou_fractions(iou_thresholds)
     standard = thresholds == STANDARD_IOU_THRESHOLDS
     if multi_contour and standard:
         return "MaxBoxAccV2"
     mode = "multi-contour" if multi_contour else "largest contour"
-    return f"MaxBoxAcc ({mode})" if standard else f"MaxBoxAcc ({mode}, IoU {'/'.join(map(str, thresholds))})"
+    return (
+        f"MaxBoxAcc ({mode})"
+        if standard
+        else f"MaxBoxAcc ({mode}, IoU {'/'.join(map(iou_percent, thresholds))})"
+    )
 
 
 def boxes_to_map(boxes: np.ndarray, image_size: tuple[int, int], map_size: int) -> np.ndarray:
@@ -243,7 +247,7 @@ def evaluate_score_maps(
     mask_root: str | Path | None = None,
     interval: float = 0.001,
     multi_contour: bool = True,
-    iou_thresholds: Sequence[int] = STANDARD_IOU_THRESHOLDS,
+    iou_thresholds: Sequence[float] = STANDARD_IOU_THRESHOLDS,
     image_root: str | Path | None = None,
     num_workers: int | None = None,
 ) -> dict[str, Any]:
@@ -258,7 +262,7 @@ def evaluate_score_maps(
         interval: score-threshold step (0.001 in the paper tables).
         multi_contour: box of every contour (True, the MaxBoxAccV2 protocol) or of the largest one
             (wsolevaluation's MaxBoxAcc default).
-        iou_thresholds: IoU thresholds in percent.
+        iou_thresholds: IoU thresholds, fractions (percentages are deprecated).
         image_root: where to read image sizes missing from ``image_sizes.txt`` (boxes only).
         num_workers: processes for the box evaluation (None: every available core).
 
@@ -337,7 +341,7 @@ def write_curve_csv(path: str | Path, result: dict[str, Any]) -> None:
         raise ValueError("the result holds no curve")
     thresholds = np.asarray(curve["thresholds"])
     if "accuracy" in curve:
-        names = [f"iou{d}" for d in curve["accuracy"]]
+        names = [f"iou{iou_percent(d)}" for d in curve["accuracy"]]
         columns = [np.asarray(v) for v in curve["accuracy"].values()]
     else:
         names = ["precision", "recall", "iou"]

@@ -116,7 +116,7 @@ def masked_scores(
     """
     count = masks.shape[0]
     x = torch.cat([feat * masks, feat * (1.0 - masks)])
-    scores = model.classifier(model.head(x)).mean(dim=(2, 3)).float()
+    scores = model.pool(model.head_maps(x)).float()
     fg, bg = scores[:count], scores[count:]
     target = torch.full((count,), int(label), dtype=torch.long, device=scores.device)
     return {

@@ -5,7 +5,7 @@ in, two tensors out:
 
 * ``logits`` (B, K): class scores ``GAP(A)``;
 * ``maps`` (B, S, S): the foreground maps of the ``top_k`` best-scoring classes averaged
-  (:meth:`BASModel.select_maps`), min-max normalised per image and upsampled bilinearly to S x S
+  (the model's ``localize``), min-max normalised per image and upsampled bilinearly to S x S
   (:func:`bas.localization.localization_maps`), values in [0, 1]: what ``bas evaluate`` and
   :class:`bas.Localizer` threshold.
 
@@ -32,7 +32,6 @@ from torch import nn
 from bas._optional import require
 from bas.io import atomic_path, to_json
 from bas.localization import localization_maps
-from bas.models.cam import CAMModel
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 17
@@ -43,7 +42,7 @@ TORCHSCRIPT_METADATA_FILE = "bas.json"
 
 
 class InferenceModule(nn.Module):
-    """The inference path of a :class:`~bas.models.BASModel` (or a CAM model) as a plain tensor-to-tuple module.
+    """The inference path of a model of any method (its ``localize``) as a plain tensor-to-tuple module.
 
     ``forward(images) -> (logits (B, K), maps (B, S, S))``: no labels, no training branch, no
     dataclass, so it traces and exports.
@@ -58,13 +57,7 @@ class InferenceModule(nn.Module):
         self.map_size = int(map_size)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        model = self.model
-        if isinstance(model, CAMModel):  # the CAM baseline: its forward has no training branch
-            out = model(images, top_k=self.top_k)
-            return out.logits, localization_maps(out.fg_map, self.map_size)
-        feat = model.mid(images)
-        logits = model.classifier(model.head(feat)).mean(dim=(2, 3))
-        fused = model.select_maps(model.generator(feat), logits, None, self.top_k)
+        logits, fused = self.model.localize(images, self.top_k)
         return logits, localization_maps(fused, self.map_size)
 
 
@@ -81,20 +74,20 @@ def export_model(
     """Write the inference path of ``model`` to ``path`` as ONNX or TorchScript, atomically.
 
     Args:
-        model: a BAS model (its ``bas_meta`` supplies defaults when it came from ``load_checkpoint``).
+        model: a model of any method; its ``meta`` supplies the defaults.
         fmt: ``"onnx"`` or ``"torchscript"``.
         top_k: classes whose maps are fused in the graph (default: the checkpoint's, else 1).
         input_size: image side S of the graph and of the output maps (default: the checkpoint's
             ``input_size``, else 224).
         opset: ONNX opset version.
-        metadata: stored with the file (default: the model's ``bas_meta`` minus the training
+        metadata: stored with the file (default: the model's metadata document minus the training
             config and metrics), with ``top_k`` / ``input_size`` set to the exported values.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    meta = dict(getattr(model, "bas_meta", None) or {})
-    top_k = int(top_k or meta.get("top_k") or 1)
-    input_size = int(input_size or meta.get("input_size") or 224)
+    meta = model.meta.to_document()
+    top_k = int(top_k or model.meta.top_k or 1)
+    input_size = int(input_size or meta["input_size"])
     if metadata is None:
         metadata = {k: v for k, v in meta.items() if k not in ("config", "metrics", "extra")}
     metadata = {

@@ -7,7 +7,8 @@ Conventions:
 * :func:`upsample_maps` resizes bilinearly (``align_corners=False``) to the crop size;
 * :func:`maps_to_boxes` binarises with ``map > threshold``, keeps the 8-connected component with
   the most pixels and returns its bounding box ``[x0, y0, x1, y1]`` with x1 / y1 *exclusive*, in
-  pixels of the map; when no pixel passes, the box is the whole map ``[0, 0, W, H]``;
+  pixels of the map; when no pixel passes, the box is the whole map ``[0, 0, W, H]``. That is the
+  box form of every API; :mod:`bas.metrics` applies the protocol's inclusive-pixel IoU to it;
 * :func:`component_boxes` returns every component (above an area fraction) with its box and the
   mean map value inside it, for multi-object output.
 """

@@ -2,8 +2,16 @@
 
 Conventions, identical to clovaai/wsolevaluation (Choe et al., CVPR 2020) and to the BAS code:
 
-* Boxes are ``[x0, y0, x1, y1]`` in pixels with *inclusive* corners: the area of a box is
-  ``(x1 - x0 + 1) * (y1 - y0 + 1)``. An IoU whose union is not positive is 0.
+* IoU is a fraction in ``[0, 1]`` everywhere: the IoU values returned and the IoU thresholds
+  taken (``iou_thresholds=(0.3, 0.5, 0.7)``, ``iou_threshold=0.5``), and the keys of the results
+  per IoU threshold. Percentages are for printed tables only (:func:`iou_percent`); thresholds
+  given in percent (the old ``iou_thresholds=(30, 50, 70)``) are still accepted, with a
+  ``DeprecationWarning``. Accuracies are returned in percent.
+* Boxes are ``[x0, y0, x1, y1]`` pixels with ``x1`` / ``y1`` exclusive, as in every API of the
+  package (the datasets, :func:`bas.localization.maps_to_boxes`, the predictor). Inside the
+  metric, the IoU is the protocol's *inclusive-pixel* one: a box covers ``(x1 - x0 + 1) *
+  (y1 - y0 + 1)`` pixels, as wsolevaluation and the BAS code compute it on these same numbers,
+  so the results match the papers'. An IoU whose union is not positive is 0.
 * Score maps are ``(H, W)`` float arrays in ``[0, 1]``. They are converted to float64 before
   anything else (wsolevaluation receives them through ``t2n``, which does the same).
 * Box thresholds are ``threshold_grid(interval) = np.arange(0, 1, interval)``.
@@ -15,17 +23,15 @@ Conventions, identical to clovaai/wsolevaluation (Choe et al., CVPR 2020) and to
   multi-contour evaluation keeps every contour and the best IoU counts. A contour's box is
   ``x0, y0, x1, y1 = x, y, min(x + w, W - 1), min(y + h, H - 1)`` from ``cv2.boundingRect``;
   an empty mask gives the box ``[0, 0, 0, 0]``. An image is correct at IoU threshold ``d``
-  (percent) when its best IoU over its ground-truth boxes is ``>= d / 100``. MaxBoxAcc(d) is the
-  best accuracy over the thresholds; MaxBoxAccV2 is the mean of MaxBoxAcc over the IoU
-  thresholds (30, 50, 70 in the paper, with multi-contour evaluation).
+  when its best IoU over its ground-truth boxes is ``>= d``. MaxBoxAcc(d) is the best accuracy
+  over the thresholds; MaxBoxAccV2 is the mean of MaxBoxAcc over the IoU thresholds (0.3, 0.5,
+  0.7 in the paper, with multi-contour evaluation).
 * PxAP (:class:`MaskEvaluator`): pixel scores are histogrammed over the edges
   ``threshold_grid(interval) + [1, 2, 3]``; a pixel is predicted foreground at edge ``e`` when
   its score is ``>= e``. Precision and recall are computed at every edge from the highest down,
   PxAP is ``sum(precision[k] * (recall[k] - recall[k - 1]))`` over the edges with at least one
   predicted pixel, and PIoU is the best ``tp / (tp + fp + fn)`` over the edges. Ignored pixels
   (the ignore region minus the foreground) count neither as positive nor as negative.
-
-All accuracies are returned in percent.
 
 Speed: :class:`BoxEvaluator` returns exactly what evaluating every threshold one by one returns,
 but considers each distinct binary mask once (at most 256 per map, whatever the interval), skips
@@ -40,6 +46,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -53,6 +60,8 @@ __all__ = [
     "MaskEvaluator",
     "best_iou",
     "box_iou",
+    "iou_fractions",
+    "iou_percent",
     "localization_accuracy",
     "per_class_accuracy",
     "quantize_maps",
@@ -77,6 +86,33 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def iou_fractions(thresholds: float | Iterable[float], name: str = "iou_thresholds") -> tuple[float, ...]:
+    """IoU thresholds as fractions in ``(0, 1]``.
+
+    Thresholds in percent (any value above 1, e.g. the old ``(30, 50, 70)``) are divided by 100
+    with a ``DeprecationWarning``; ValueError for an empty list or a value out of range.
+    """
+    values = [float(thresholds)] if isinstance(thresholds, (int, float)) else [float(t) for t in thresholds]
+    if values and max(values) > 1:
+        warnings.warn(
+            f"{name} in percent ({', '.join(f'{v:g}' for v in values)}) are deprecated: IoU is a "
+            f"fraction in every API, e.g. {tuple(v / 100 for v in values)}",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if any(not 0 < v <= 100 for v in values):
+            raise ValueError(f"{name} in percent must be in (0, 100], got {values}")
+        values = [v / 100 for v in values]
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise ValueError(f"{name} must be fractions in (0, 1], got {values}")
+    return tuple(values)
+
+
+def iou_percent(iou: float) -> str:
+    """An IoU fraction as the percentage printed in tables: ``0.5 -> "50"``, ``0.75 -> "75"``."""
+    return f"{round(float(iou) * 100, 6):g}"
+
+
 def threshold_grid(interval: float) -> np.ndarray:
     """Score-map thresholds ``0, interval, 2 * interval, ... < 1`` (``np.arange(0, 1, interval)``).
 
@@ -88,7 +124,7 @@ def threshold_grid(interval: float) -> np.ndarray:
 
 
 def _area(boxes: np.ndarray) -> np.ndarray:
-    """Inclusive-pixel area of boxes ``[..., 4]``."""
+    """Inclusive-pixel area of boxes ``[..., 4]`` (the protocol's: ``x0 .. x1`` counts ``x1 - x0 + 1``)."""
     return (boxes[..., 2] - boxes[..., 0] + 1) * (boxes[..., 3] - boxes[..., 1] + 1)
 
 
@@ -117,10 +153,11 @@ def _as_boxes(boxes: Any, what: str) -> np.ndarray:
 
 
 def box_iou(boxes_a: Any, boxes_b: Any) -> np.ndarray:
-    """Pairwise IoU of ``boxes_a`` (N, 4) and ``boxes_b`` (M, 4) as an (N, M) float64 array.
+    """Pairwise IoU (a fraction) of ``boxes_a`` (N, 4) and ``boxes_b`` (M, 4), an (N, M) float64 array.
 
-    Boxes are ``[x0, y0, x1, y1]`` with inclusive corners, area ``(x1-x0+1) * (y1-y0+1)``, as in
-    wsolevaluation's ``calculate_multiple_iou``; a pair whose union is not positive has IoU 0.
+    Boxes are ``[x0, y0, x1, y1]`` (x1 / y1 exclusive, as in every API); the IoU is the protocol's
+    inclusive-pixel one, area ``(x1-x0+1) * (y1-y0+1)``, as in wsolevaluation's
+    ``calculate_multiple_iou``; a pair whose union is not positive has IoU 0.
     """
     a = _as_boxes(boxes_a, "boxes_a")
     b = _as_boxes(boxes_b, "boxes_b")
@@ -128,7 +165,8 @@ def box_iou(boxes_a: Any, boxes_b: Any) -> np.ndarray:
 
 
 def best_iou(pred_boxes: Any, gt_boxes: Sequence[Any]) -> np.ndarray:
-    """Best IoU of each predicted box against the ground-truth boxes of its own image.
+    """Best IoU (a fraction, see :func:`box_iou`) of each predicted box against the ground-truth
+    boxes of its own image.
 
     Args:
         pred_boxes: (B, 4), one predicted box per image.
@@ -193,7 +231,8 @@ def localization_accuracy(
 ) -> dict[str, float]:
     """GT-known / Top-1 / Top-5 localisation and Top-1 / Top-5 classification accuracy, in percent.
 
-    A box is right when its IoU is ``>= iou_threshold``. Top-1 Loc needs the top-1 class right
+    A box is right when its IoU (a fraction) is ``>= iou_threshold`` (a fraction; a percentage
+    is accepted with a DeprecationWarning). Top-1 Loc needs the top-1 class right
     and the box right; Top-5 Loc needs the label among the top 5 and the box right.
 
     ``class_balanced=False`` averages over images (the IJCV BAS script); ``True`` averages the
@@ -207,6 +246,7 @@ def localization_accuracy(
         raise ValueError("ious, labels, top1_correct and top5_correct must have the same length")
     if len(ious) == 0:
         raise ValueError("no image to evaluate")
+    (iou_threshold,) = iou_fractions(iou_threshold, "iou_threshold")
     box_ok = ious >= iou_threshold
     columns = {
         "gt_known_loc": box_ok,
@@ -462,7 +502,8 @@ class BoxEvaluator:
     and stops the pool (so does :meth:`close`).
 
     Args:
-        iou_thresholds: IoU thresholds in percent (an image is correct when IoU >= d / 100).
+        iou_thresholds: IoU thresholds, fractions (an image is correct when IoU >= d); the keys
+            of the results. Percentages are accepted with a DeprecationWarning.
         interval: score-threshold step; the thresholds are ``threshold_grid(interval)``.
         multi_contour: keep every contour's box (True, MaxBoxAccV2) or only the largest one.
         num_workers: processes to use; None means every core available to this process.
@@ -470,19 +511,17 @@ class BoxEvaluator:
 
     def __init__(
         self,
-        iou_thresholds: Sequence[int] = (30, 50, 70),
+        iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7),
         interval: float = 0.001,
         multi_contour: bool = True,
         num_workers: int | None = None,
     ):
-        self.iou_thresholds = tuple(int(d) for d in iou_thresholds)
-        if not self.iou_thresholds or any(not 0 < d <= 100 for d in self.iou_thresholds):
-            raise ValueError(f"IoU thresholds must be in (0, 100] percent, got {iou_thresholds}")
+        self.iou_thresholds = iou_fractions(iou_thresholds)
         self.interval = float(interval)
         self.thresholds = threshold_grid(interval)
         self.multi_contour = bool(multi_contour)
         self.num_workers = _worker_count(num_workers)
-        self._iou_fractions = np.array([d / 100 for d in self.iou_thresholds])
+        self._iou_fractions = np.array(self.iou_thresholds)
         self._hits = np.zeros((len(self.iou_thresholds), len(self.thresholds)), dtype=np.int64)
         self._count = 0
         self._queued_maps: list[np.ndarray] = []
@@ -500,8 +539,8 @@ class BoxEvaluator:
 
         Args:
             maps: (B, H, W) float scores in [0, 1] (numpy or torch).
-            gt_boxes: B arrays (M_i, 4) of ``[x0, y0, x1, y1]`` boxes in map coordinates
-                (inclusive corners), M_i >= 1.
+            gt_boxes: B arrays (M_i, 4) of ``[x0, y0, x1, y1]`` boxes in map pixels (x1 / y1
+                exclusive, as in every API; compared with the protocol's inclusive IoU), M_i >= 1.
         """
         maps_u8, boxes = self._checked(maps, gt_boxes)
         if self.num_workers == 1 or not self._can_fork():
@@ -612,9 +651,10 @@ class BoxEvaluator:
         """Results so far.
 
         Returns:
-            ``num_images``; ``MaxBoxAcc`` ``{iou: percent}``; ``MaxBoxAccV2`` (mean of MaxBoxAcc
-            over the IoU thresholds); ``best_threshold`` ``{iou: first threshold reaching the
-            max}``; ``curve`` ``{"thresholds": (T,), "accuracy": {iou: (T,) percent}}``.
+            ``num_images``; ``MaxBoxAcc`` ``{iou: percent}`` (``iou`` the IoU fraction, e.g. 0.5);
+            ``MaxBoxAccV2`` (mean of MaxBoxAcc over the IoU thresholds); ``best_threshold``
+            ``{iou: first threshold reaching the max}``; ``curve`` ``{"thresholds": (T,),
+            "accuracy": {iou: (T,) percent}}``.
         """
         acc = self._accuracies()
         best = acc.argmax(axis=1)
@@ -630,7 +670,7 @@ class BoxEvaluator:
             },
         }
 
-    def accuracy_at(self, threshold: float) -> dict[int, float]:
+    def accuracy_at(self, threshold: float) -> dict[float, float]:
         """Box accuracy ``{iou: percent}`` at one score threshold of the grid (e.g. chosen on val)."""
         index = int(np.argmin(np.abs(self.thresholds - threshold)))
         if abs(self.thresholds[index] - threshold) > 1e-6 * self.interval:
@@ -731,12 +771,13 @@ class MaskEvaluator:
 
 
 def reference_box_hits(
-    maps: Any, gts: Sequence[Any], interval: float, iou_thresholds: Sequence[int], multi_contour: bool
+    maps: Any, gts: Sequence[Any], interval: float, iou_thresholds: Sequence[float], multi_contour: bool
 ) -> np.ndarray:
     """Hit counts (n_iou, n_thr) by wsolevaluation's procedure, literally: one ``cv2.threshold`` and
     one ``findContours`` per threshold. Slow; kept as the reference :class:`BoxEvaluator` is
     verified and benchmarked against."""
     thresholds = np.arange(0, 1, interval)
+    iou_thresholds = iou_fractions(iou_thresholds)
     hits = np.zeros((len(iou_thresholds), len(thresholds)), dtype=np.int64)
     for scoremap, gt in zip(maps, gts):
         height, width = scoremap.shape
@@ -755,7 +796,7 @@ def reference_box_hits(
                     boxes.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
             best = box_iou(np.array(boxes), gt).max()
             for i, d in enumerate(iou_thresholds):
-                hits[i, j] += best >= d / 100
+                hits[i, j] += best >= d
     return hits
 
 

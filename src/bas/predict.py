@@ -203,10 +203,10 @@ def _default_device() -> str:
 
 
 class Localizer:
-    """A BAS model with its preprocessing and inference defaults.
+    """A model of any method with its preprocessing and inference defaults.
 
     Args:
-        model: a :class:`bas.models.BASModel` (or any module with the same ``forward`` contract).
+        model: a model of :func:`bas.build_model` (or any module with the same ``forward`` contract).
         input_size: network input side ``C``; resize_size: side ``R`` resized to before the crop.
         mean, std: input normalisation. class_names: one name per class, or None.
         threshold, top_k: defaults of :meth:`predict`. device: where the model runs (the model is
@@ -252,16 +252,16 @@ class Localizer:
 
         device = device or _default_device()
         model = load_checkpoint(path, map_location=device)
-        meta = model.bas_meta
+        meta = model.meta  # complete after loading: threshold and top_k are set
         return cls(
             model,
-            input_size=meta["input_size"],
-            resize_size=meta["resize_size"],
-            mean=meta["mean"],
-            std=meta["std"],
-            class_names=meta["class_names"],
-            threshold=model.default_threshold,
-            top_k=model.default_top_k,
+            input_size=meta.input_size,
+            resize_size=meta.resize_size,
+            mean=meta.mean,
+            std=meta.std,
+            class_names=meta.class_names,
+            threshold=meta.threshold,
+            top_k=meta.top_k,
             device=device,
         )
 

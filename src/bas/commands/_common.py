@@ -49,9 +49,11 @@ def format_metrics(result: dict[str, Any]) -> str:
             parts.append(f"{key}={result[key]:.2f}")
     parts += [f"{k}={v:.2f}" for k, v in result.items() if k.startswith("MaxBoxAcc (")]  # not MaxBoxAccV2
     if isinstance(result.get("MaxBoxAcc"), dict):
+        from bas.metrics import iou_percent
+
         parts.append(
             "MaxBoxAcc@"
-            + "/".join(str(k) for k in result["MaxBoxAcc"])
+            + "/".join(iou_percent(k) for k in result["MaxBoxAcc"])
             + "="
             + "/".join(f"{v:.2f}" for v in result["MaxBoxAcc"].values())
         )

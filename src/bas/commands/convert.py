@@ -1,7 +1,8 @@
 """``bas convert SRC DST``: rewrite any supported checkpoint as our self-describing ``.safetensors`` file.
 
-SRC may be a released CVPR 2022 or IJCV 2023 file, a plain state dict, a training-state file or one
-of ours. What the file does not say (architecture, class count, variant) is inferred from its keys
+SRC may be a released CVPR 2022 or IJCV 2023 file, a state dict (plain, under ``state_dict`` or
+``model``, behind ``module.`` / ``model.`` prefixes, or a Lightning checkpoint), a training-state
+file or one of ours. What the file does not say (architecture, class count, variant) is inferred from its keys
 and shapes unless given; the authors' best threshold and the paper defaults are kept as the
 inference defaults.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bas.checkpoints import load_checkpoint, save_model
 from bas.errors import CheckpointError
 from bas.models.bas import VARIANTS
 from bas.models.registry import list_models
@@ -21,8 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "convert",
         help="convert a released or own checkpoint to the bas .safetensors format",
-        description="Rewrite any supported checkpoint (CVPR 2022, IJCV 2023, plain state dict, training "
-        "state, ours) as one self-describing .safetensors file.",
+        description="Rewrite any supported checkpoint (CVPR 2022, IJCV 2023, a state dict: plain, under "
+        "'state_dict' or 'model', with module./model. prefixes or from Lightning; training state; ours) as "
+        "one self-describing .safetensors file.",
     )
     parser.add_argument("src", type=Path, help="checkpoint to read (.pth/.pth.tar/.pt/.safetensors)")
     parser.add_argument("dst", type=Path, help="file to write (.safetensors)")
@@ -51,26 +52,15 @@ def read_class_names(path: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bas.checkpoints import load_checkpoint, save_model
+
     model = load_checkpoint(args.src, arch=args.arch, num_classes=args.num_classes, variant=args.variant)
-    meta = model.bas_meta
-    class_names = read_class_names(args.class_names) if args.class_names else meta["class_names"]
-    extra = {**meta["extra"], "converted_from": {"file": args.src.name, "source": meta["source"]}}
-    save_model(
-        args.dst,
-        model,
-        class_names=class_names,
-        threshold=meta["threshold"],
-        top_k=meta["top_k"],
-        config=meta["config"],
-        metrics=meta["metrics"],
-        input_size=meta["input_size"],
-        resize_size=meta["resize_size"],
-        mean=meta["mean"],
-        std=meta["std"],
-        extra=extra,
-    )
+    meta = model.meta
+    class_names = read_class_names(args.class_names) if args.class_names else None
+    extra = {**meta.extra, "converted_from": {"file": args.src.name, "source": meta.source}}
+    save_model(args.dst, model, class_names=class_names, extra=extra)
     print(
-        f"wrote {args.dst}: {meta['arch']}, {meta['num_classes']} classes, variant {meta['variant']}, "
-        f"threshold {meta['threshold']:g}, top_k {meta['top_k']} (from a {meta['source']} checkpoint)"
+        f"wrote {args.dst}: {meta.method} {meta.arch}, {meta.num_classes} classes, variant {meta.variant}, "
+        f"threshold {meta.threshold:g}, top_k {meta.top_k} (from a {meta.source} checkpoint)"
     )
     return 0

@@ -1,4 +1,4 @@
-"""``bas data check KIND ROOT``: validate a dataset without a model.
+"""``bas data check KIND ROOT``: validate a dataset without a model (``bas data list``: the kinds).
 
 Every split is built (annotation errors are collected, not raised), then every image is decoded
 fully (in parallel; truncated and unreadable files are reported), every mask file looked up, labels
@@ -11,24 +11,25 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bas.data.datasets import DATASET_KINDS, WSOLDataset, available_splits, build_dataset, check_dataset
+from bas.data.datasets import WSOLDataset
+from bas.data.formats import available_splits, build_dataset, get_format, list_formats
 from bas.errors import BASError, DataError
 
-# Option name (argparse dest) -> the dataset kinds it applies to.
-_OPTIONS: dict[str, tuple[str, ...]] = {
-    "val_per_class": ("cub",),
-    "seed": ("cub",),
-    "metadata": ("wsol",),
-    "mask_root": ("wsol",),
-    "num_classes": ("wsol", "bas_list"),
-    "boxes": ("ilsvrc",),
-    "classes": ("ilsvrc",),
-    "val_list": ("ilsvrc",),
-    "list_file": ("bas_list",),
-    "box_file": ("bas_list",),
-    "image_root": ("bas_list",),
-    "boxes_csv": ("folder",),
-}
+
+def _command_line_options() -> dict[str, tuple[list[str], Any]]:
+    """Option name -> (the kinds that declare it, its Option), for the options with a parser."""
+    options: dict[str, tuple[list[str], Any]] = {}
+    for kind in list_formats():
+        for name, opt in get_format(kind).options.items():
+            if opt.type is not None:
+                options.setdefault(name, ([], opt))[0].append(kind)
+    return options
+
+
+def _kinds_epilog() -> str:
+    lines = ["dataset kinds (bas data list shows their options):"]
+    lines += [f"  {kind:<10} {get_format(kind).summary}" for kind in list_formats()]
+    return "\n".join(lines)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -39,39 +40,27 @@ def add_parser(subparsers: Any) -> None:
         "check",
         help="validate a dataset (images, masks, labels, boxes) without a model",
         description=__doc__,
+        epilog=_kinds_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    check.add_argument("kind", choices=DATASET_KINDS, help="dataset format")
+    check.add_argument("kind", choices=list_formats(), metavar="KIND", help="dataset format (see below)")
     check.add_argument("root", help="dataset root (the image root for 'wsol')")
     check.add_argument("--split", action="append", help="split to check (repeatable; default: all found)")
-    check.add_argument("--val-per-class", type=_count_or_fraction, help="cub: held-out val images per class")
-    check.add_argument("--seed", type=int, help="cub: seed of the val split")
-    check.add_argument("--metadata", help="wsol: metadata folder, e.g. metadata/CUB")
-    check.add_argument("--mask-root", help="wsol: root of the OpenImages mask PNGs")
-    check.add_argument("--num-classes", type=int, help="wsol, bas_list: number of classes")
-    check.add_argument("--boxes", help="ilsvrc: XML folder, LOC_val_solution.csv or val_gt.txt")
-    check.add_argument("--classes", help="ilsvrc: train folder or synsets file giving the wnid order")
-    check.add_argument("--val-list", help="ilsvrc: BAS val_list.txt (path;label)")
-    check.add_argument("--list-file", help="bas_list: path;label list")
-    check.add_argument("--box-file", help="bas_list: x0 y0 x1 y1 height width lines")
-    check.add_argument("--image-root", help="bas_list: folder the list paths are relative to")
-    check.add_argument("--boxes-csv", help="folder: CSV of image_id,x0,y0,x1,y1")
+    for name, (kinds, opt) in _command_line_options().items():
+        check.add_argument(
+            f"--{name.replace('_', '-')}", type=opt.type, help=f"{', '.join(kinds)}: {opt.help}"
+        )
     check.add_argument(
         "--max-problems", type=int, default=0, help="print at most this many problems (0 = all)"
     )
     check.set_defaults(func=run_check)
-
-
-def _count_or_fraction(text: str) -> int | float:
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
+    listing = sub.add_parser("list", help="list the dataset kinds and their options")
+    listing.set_defaults(func=run_list)
 
 
 def _dataset_options(args: argparse.Namespace) -> dict[str, Any]:
     options = {}
-    for name, kinds in _OPTIONS.items():
+    for name, (kinds, _) in _command_line_options().items():
         value = getattr(args, name, None)
         if value is None:
             continue
@@ -79,6 +68,15 @@ def _dataset_options(args: argparse.Namespace) -> dict[str, Any]:
             raise BASError(f"--{name.replace('_', '-')} does not apply to '{args.kind}' datasets")
         options[name] = value
     return options
+
+
+def run_list(args: argparse.Namespace) -> int:
+    for kind in list_formats():
+        fmt = get_format(kind)
+        print(f"{kind}: {fmt.summary}")
+        for name, opt in fmt.options.items():
+            print(f"    {name} (default {opt.default!r}): {opt.help}")
+    return 0
 
 
 def _summary(split: str, ds: WSOLDataset) -> list[str]:
@@ -120,7 +118,8 @@ def run_check(args: argparse.Namespace) -> int:
             continue
         problems.extend(str(p) for p in collected)
         with tqdm(total=len(ds), desc=f"check {split}", unit="img", leave=False, disable=None) as bar:
-            problems.extend(str(p) for p in check_dataset(ds, progress=lambda n: bar.update(n - bar.n)))
+            check = get_format(args.kind).check
+            problems.extend(str(p) for p in check(ds, progress=lambda n: bar.update(n - bar.n)))
         print("\n".join(_summary(split, ds)))
         if classes is None:
             classes = ds.classes

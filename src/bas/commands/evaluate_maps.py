@@ -2,7 +2,7 @@
 
 Maps are ``<maps>/<image_id>.npy`` (square S x S floats in [0, 1] over the whole image resized to
 S x S, 224 in the papers). CUB and ILSVRC give MaxBoxAcc at each IoU threshold and their mean,
-MaxBoxAccV2 (multi-contour, IoU 30/50/70: the default; with --largest-contour the mean is reported
+MaxBoxAccV2 (multi-contour, IoU 0.3/0.5/0.7: the default; with --largest-contour the mean is reported
 as "MaxBoxAcc (largest contour)"); OpenImages gives PxAP and PIoU. --metadata is either the split
 folder itself (metadata/CUB/test) or a folder holding <split>/ or <dataset>/<split>/; without it,
 <maps>/metadata is used (what ``bas evaluate --save-maps`` writes), and without --dataset the kind
@@ -24,6 +24,7 @@ from bas.evaluate_maps import (
     write_curve_csv,
 )
 from bas.io import write_json
+from bas.metrics import iou_percent
 
 
 def add_parser(subparsers: Any) -> None:
@@ -56,7 +57,9 @@ def add_parser(subparsers: Any) -> None:
         action="store_false",
         help="box of the largest contour only (wsolevaluation's MaxBoxAcc default)",
     )
-    parser.add_argument("--iou", type=int, nargs="+", default=[30, 50, 70], help="IoU thresholds in percent")
+    parser.add_argument(
+        "--iou", type=float, nargs="+", default=[0.3, 0.5, 0.7], help="IoU thresholds as fractions"
+    )
     parser.add_argument("--output", help="write the results to this JSON file")
     parser.add_argument("--curve", help="write the accuracy (or precision-recall) curve to this CSV file")
     parser.add_argument("--workers", type=int, help="processes for the box evaluation (default: all cores)")
@@ -100,7 +103,7 @@ def format_result(result: dict[str, Any]) -> str:
         lines[0] += ", multi-contour" if result["multi_contour"] else ", largest contour"
         for iou, acc in result["MaxBoxAcc"].items():
             lines.append(
-                f"MaxBoxAcc@IoU{iou}: {acc:.2f}  (score threshold {result['best_threshold'][iou]:.3f})"
+                f"MaxBoxAcc@IoU{iou_percent(iou)}: {acc:.2f}  (score threshold {result['best_threshold'][iou]:.3f})"
             )
         name = box_summary_name(result["multi_contour"], result["iou_thresholds"])
         lines.append(f"{name}: {result[name]:.2f}")

@@ -15,7 +15,8 @@ Every id must be listed in ``image_ids.txt`` and every listed id must appear in
 ``class_labels.txt`` (and in ``image_sizes.txt`` / ``localization.txt`` when those are not
 empty). Boxes must satisfy ``0 <= x0 <= x1`` and ``0 <= y0 <= y1`` and, when the image size is
 known, ``x1 <= width`` and ``y1 <= height``. Any violation raises :class:`bas.errors.DataError`
-naming the file and line.
+naming the file and line, and so does an id or mask path that is absolute or climbs out of its
+root with ``..`` (see :mod:`bas.data.paths`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Literal
 
 import numpy as np
 
+from bas.data.paths import relative_parts
 from bas.errors import DataError
 
 __all__ = ["WSOLMetadata", "load_metadata"]
@@ -161,6 +163,7 @@ def load_metadata(metadata_dir: str | Path, kind: LocalizationKind | None = None
 
     id_lines: dict[str, int] = {}
     for lineno, image_id in _read_records(ids_file, required=True) or []:
+        relative_parts(image_id, file=ids_file, line=lineno)
         if image_id in id_lines:
             raise DataError(
                 f"image id {image_id!r} already listed on line {id_lines[image_id]}", ids_file, lineno
@@ -203,6 +206,8 @@ def load_metadata(metadata_dir: str | Path, kind: LocalizationKind | None = None
                 raise DataError(f"expected 'image_id,mask_path,ignore_path', got {text!r}", loc_file, lineno)
             image_id, mask_path, ignore_path = fields
             _check_listed(image_id, id_lines, ids_file, loc_file, lineno)
+            for relpath in (mask_path, ignore_path) if ignore_path else (mask_path,):
+                relative_parts(relpath, file=loc_file, line=lineno)
             masks.setdefault(image_id, []).append((mask_path, ignore_path or None))
             continue
         fields = _split(text, 5, "image_id,x0,y0,x1,y1", loc_file, lineno)

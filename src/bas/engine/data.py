@@ -162,7 +162,6 @@ def prepare_dataset(cfg: dict[str, Any]) -> tuple[str, Path]:
         from bas.data.synthetic import make_dataset
 
         make_dataset(root, **data["synthetic"])
-        return "cub", root
     return data["dataset"], root
 
 

@@ -10,7 +10,7 @@ in ``resize`` mode). From it:
 * their accuracy-vs-threshold curve on the grid of ``eval.interval``, used to choose the threshold
   on a held-out split, computed by the MaxBoxAcc machinery (:meth:`bas.metrics.BoxEvaluator.hits`,
   largest contour, IoU >= 0.5; the threshold is relative to the quantised map's maximum);
-* MaxBoxAcc at each IoU threshold and their mean, MaxBoxAccV2 when multi-contour at IoU 30/50/70
+* MaxBoxAcc at each IoU threshold and their mean, MaxBoxAccV2 when multi-contour at IoU 0.3/0.5/0.7
   (standard protocol, :class:`bas.metrics.BoxEvaluator`; in ``resize`` mode with the protocol's
   truncated box scaling, :func:`bas.evaluate_maps.boxes_to_map`, so that the numbers equal
   ``bas evaluate-maps`` on the saved maps);
@@ -102,7 +102,7 @@ class Evaluator:
     Args:
         num_classes: K.
         threshold: fixed threshold of the paper metrics (on the normalised map).
-        iou_thresholds: IoU thresholds (percent) of MaxBoxAcc.
+        iou_thresholds: IoU thresholds (fractions) of MaxBoxAcc.
         interval: threshold step of MaxBoxAcc and of the paper-metric curve.
         multi_contour: MaxBoxAccV2 convention for MaxBoxAcc.
         curve_interval: step of the paper-metric curve when it should differ from ``interval``.
@@ -113,7 +113,7 @@ class Evaluator:
 
     num_classes: int
     threshold: float = 0.1
-    iou_thresholds: tuple[int, ...] = (30, 50, 70)
+    iou_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
     interval: float = 0.01
     multi_contour: bool = True
     curve_interval: float | None = None
@@ -126,13 +126,13 @@ class Evaluator:
     _has_boxes: bool = False
 
     def __post_init__(self) -> None:
-        self.iou_thresholds = tuple(int(t) for t in self.iou_thresholds)
+        self.iou_thresholds = metrics.iou_fractions(self.iou_thresholds)
         self.box_evaluator = metrics.BoxEvaluator(
             iou_thresholds=self.iou_thresholds, interval=self.interval, multi_contour=self.multi_contour
         )
         # The curve of the paper metrics (IoU >= 0.5, one box per map), evaluated batch by batch here.
         self.curve_evaluator = metrics.BoxEvaluator(
-            iou_thresholds=(50,),
+            iou_thresholds=(0.5,),
             interval=self.curve_interval or self.interval,
             multi_contour=False,
             num_workers=1,
@@ -255,7 +255,7 @@ def evaluate(
     num_classes: int,
     top_k: int,
     threshold: float,
-    iou_thresholds=(30, 50, 70),
+    iou_thresholds=(0.3, 0.5, 0.7),
     interval: float = 0.01,
     multi_contour: bool = True,
     device: torch.device | str = "cpu",
@@ -458,7 +458,10 @@ def write_evaluation(
             [
                 {
                     "threshold": round(float(t), 6),
-                    **{f"box_acc_{d}": float(acc[i]) for d, acc in box["accuracy"].items()},
+                    **{
+                        f"box_acc_{metrics.iou_percent(d)}": float(acc[i])
+                        for d, acc in box["accuracy"].items()
+                    },
                 }
                 for i, t in enumerate(box["thresholds"])
             ],

@@ -31,7 +31,7 @@ def save_threshold_curves(
     second = save_curve(
         out_dir / "maxboxacc_curve.png",
         box["thresholds"],
-        {f"IoU >= {d / 100:.2f}": acc for d, acc in box["accuracy"].items()},
+        {f"IoU >= {d:.2f}": acc for d, acc in box["accuracy"].items()},
         ylabel="box accuracy (%)",
         title="box accuracy vs threshold (MaxBoxAcc at the maxima)",
         chosen=chosen,

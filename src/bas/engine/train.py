@@ -42,12 +42,12 @@ from bas._optional import optional
 from bas.config import dump_config
 from bas.engine import distributed as D
 from bas.engine.data import eval_loader, make_dataset_split, per_rank_batch_size, train_loader
-from bas.engine.evaluate import autocast_context, evaluate
+from bas.engine.evaluate import autocast_context
 from bas.engine.optim import GROUP_NAMES, build_optimizer, build_scheduler
 from bas.errors import ConfigError, TrainingError
 from bas.io import to_json, write_json, write_text
-from bas.losses import METHODS, training_loss
-from bas.models.bas import VARIANTS
+from bas.methods import get_method, list_methods
+from bas.methods.base import check_choice, check_int, check_number
 from bas.report import environment as run_environment
 
 LAST = "last.ckpt"
@@ -67,55 +67,21 @@ def seed_everything(seed: int) -> None:
 
 
 def create_model(cfg: dict[str, Any], num_classes: int) -> nn.Module:
-    """The model of ``cfg['method']`` (BAS or the CAM baseline) for ``num_classes`` classes."""
+    """The model of ``cfg['method']`` for ``num_classes`` classes, its options from ``model.*``."""
+    from bas.models import build_model
+
+    method = get_method(cfg["method"])
     m = cfg["model"]
-    if cfg["method"] == "bas":
-        from bas.models import build_model
-
-        return build_model(
-            m["arch"], num_classes, variant=m["variant"], pretrained=m["pretrained"], hidden=m["hidden"]
-        )
-    from bas.models.cam import build_cam_model
-
-    return build_cam_model(m["arch"], num_classes, pretrained=m["pretrained"], hidden=m["hidden"])
+    return build_model(
+        m["arch"],
+        num_classes,
+        method=method.name,
+        pretrained=m["pretrained"],
+        **method.options_from_config(cfg),
+    )
 
 
 # ------------------------------------------------------------------------------ config checks
-
-
-def _value(cfg: dict[str, Any], key: str) -> Any:
-    node: Any = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
-def _check_int(cfg: dict[str, Any], key: str, minimum: int, *, optional: bool = False) -> None:
-    value = _value(cfg, key)
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(
-            f"{key} must be an integer >= {minimum}{' or null' if optional else ''}, got {value!r}"
-        )
-
-
-def _check_number(cfg: dict[str, Any], key: str, *, positive: bool = False) -> None:
-    value = _value(cfg, key)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or (positive and value <= 0)
-    ):
-        raise ConfigError(f"{key} must be a finite{' positive' if positive else ''} number, got {value!r}")
-
-
-def _check_choice(cfg: dict[str, Any], key: str, choices: tuple) -> None:
-    value = _value(cfg, key)
-    if value not in choices:
-        shown = ", ".join("null" if c is None else str(c) for c in choices)
-        raise ConfigError(f"{key} must be one of {shown}, got {value!r}")
 
 
 def validate_config(cfg: dict[str, Any], world_size: int = 1) -> None:
@@ -124,10 +90,10 @@ def validate_config(cfg: dict[str, Any], world_size: int = 1) -> None:
     ``world_size`` is the number of processes: the global batch must split evenly over them and
     over the ``train.accum_steps`` micro-batches.
     """
-    _check_choice(cfg, "method", METHODS)
-    _check_choice(cfg, "model.variant", VARIANTS)
-    _check_choice(cfg, "train.amp", AMP_MODES)
-    _check_choice(cfg, "eval.select_metric", SELECT_METRICS)
+    check_choice(cfg, "method", tuple(list_methods()))
+    get_method(cfg["method"]).check_config(cfg)  # the method's own keys (model.hidden, loss.* ...)
+    check_choice(cfg, "train.amp", AMP_MODES)
+    check_choice(cfg, "eval.select_metric", SELECT_METRICS)
     for key in (
         "data.batch_size",
         "data.eval_batch_size",
@@ -136,15 +102,14 @@ def validate_config(cfg: dict[str, Any], world_size: int = 1) -> None:
         "optim.decay_every",
         "train.log_every",
     ):
-        _check_int(cfg, key, 1)
-    _check_int(cfg, "model.hidden", 1, optional=cfg["method"] == "cam")  # null: plain CAM, no extra conv
+        check_int(cfg, key, 1)
     for key in ("data.workers", "eval.every", "train.checkpoint_every_steps", "train.seed"):
-        _check_int(cfg, key, 0)
-    _check_int(cfg, "train.max_steps", 1, optional=True)
+        check_int(cfg, key, 0)
+    check_int(cfg, "train.max_steps", 1, optional=True)
     for key in ("optim.lr", "optim.gamma"):
-        _check_number(cfg, key, positive=True)
-    for key in ("optim.momentum", "optim.weight_decay", "loss.alpha", "loss.beta"):
-        _check_number(cfg, key)
+        check_number(cfg, key, positive=True)
+    for key in ("optim.momentum", "optim.weight_decay"):
+        check_number(cfg, key)
     lr_mult = cfg["optim"]["lr_mult"]
     if (
         not isinstance(lr_mult, list)
@@ -201,7 +166,17 @@ class Trainer:
         if cfg["eval"]["every"] and cfg["data"]["val_split"]:
             self.val_set = make_dataset_split(cfg, cfg["data"]["val_split"], train=False)
 
+        self.method = get_method(cfg["method"])
         model = create_model(cfg, self.num_classes).to(env.device)
+        data, ev = cfg["data"], cfg["eval"]
+        model.meta = model.meta.replace(  # what every checkpoint of this run says about the model
+            input_size=data["input_size"],
+            resize_size=data["resize_size"],
+            class_names=self.class_names or None,
+            threshold=ev["threshold"],
+            top_k=ev["top_k"],
+            config=cfg,
+        )
         if tcfg["sync_bn"] and env.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         if tcfg["channels_last"]:
@@ -275,10 +250,19 @@ class Trainer:
             kept.append(line + "\n")
         write_text(path, "".join(kept))
 
+    def _current_threshold(self) -> float:
+        """The threshold chosen by a validation of the current step, else ``eval.threshold``."""
+        validated_now = self.last_metrics.get("step") == self.step and "threshold" in self.last_metrics
+        return float(self.last_metrics["threshold"] if validated_now else self.cfg["eval"]["threshold"])
+
     def save_state(self) -> None:
-        """Write ``last.ckpt`` (rank 0): everything an exact resume needs."""
+        """Write ``last.ckpt`` (rank 0): everything an exact resume needs, and the same model
+        metadata as the model files (preprocessing, classes, threshold, method, recipe)."""
         if not self.env.is_main:
             return
+        self.model.meta = self.model.meta.replace(
+            threshold=self._current_threshold(), metrics=self.last_metrics
+        )
         checkpoints.save_training_state(
             self.out_dir / LAST,
             model=self.model,
@@ -295,22 +279,13 @@ class Trainer:
     def save_model(
         self, path: Path, metrics: dict[str, Any] | None = None, threshold: float | None = None
     ) -> None:
-        """Write a model file with its metadata; ``threshold`` defaults to ``eval.threshold``."""
-        from bas.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-
-        data, ev = self.cfg["data"], self.cfg["eval"]
+        """Write a model file with the model's metadata; ``threshold`` defaults to the current one
+        (chosen by a validation of this step, else ``eval.threshold``)."""
         checkpoints.save_model(
             path,
             self.model,
-            class_names=self.class_names or None,
-            threshold=ev["threshold"] if threshold is None else threshold,
-            top_k=ev["top_k"],
-            config=self.cfg,
+            threshold=self._current_threshold() if threshold is None else threshold,
             metrics=metrics or {},
-            input_size=data["input_size"],
-            resize_size=data["resize_size"],
-            mean=list(IMAGENET_MEAN),
-            std=list(IMAGENET_STD),
         )
 
     # ---------------------------------------------------------------------------- logging
@@ -340,19 +315,10 @@ class Trainer:
     def _forward_loss(
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The model under autocast; the loss (computed in float32 by :mod:`bas.losses`)."""
-        cfg = self.cfg
-        with autocast_context(self.env.device, cfg["train"]["amp"]):
+        """The model under autocast; the method's loss (computed in float32)."""
+        with autocast_context(self.env.device, self.cfg["train"]["amp"]):
             out = self.net(images, labels)
-        return training_loss(
-            cfg["method"],
-            out,
-            labels,
-            alpha=cfg["loss"]["alpha"],
-            beta=cfg["loss"]["beta"],
-            variant=cfg["model"]["variant"],
-            arch=cfg["model"]["arch"],
-        )
+        return self.method.loss(out, labels, self.cfg)
 
     def _loss_values(self, total: torch.Tensor, terms: dict[str, torch.Tensor]) -> dict[str, float]:
         """The loss and its terms as floats (one device sync); stops the run if the loss is not finite."""
@@ -469,36 +435,18 @@ class Trainer:
     # ------------------------------------------------------------------------- validation
 
     def validate(self) -> tuple[dict[str, Any], float]:
-        """Metrics on the held-out split and the threshold chosen there (rank 0 evaluates, the
-        others wait and receive the result).
-
-        The threshold maximises Top-1 Loc when that is ``eval.select_metric``, else GT-known Loc;
-        without boxes it is ``eval.threshold``.
-        """
+        """Metrics on the held-out split and the threshold chosen there, by the method's validation
+        hook (rank 0 evaluates, the others wait and receive the result)."""
         result: Any = None
         if self.env.is_main:
-            ev = self.cfg["eval"]
             loader = eval_loader(self.val_set, self.cfg, device=self.env.device)
-            evaluator = evaluate(
+            result = self.method.validate(
                 checkpoints.unwrap_model(self.net),
                 loader,
-                num_classes=self.num_classes,
-                top_k=ev["top_k"],
-                threshold=ev["threshold"],
-                iou_thresholds=ev["iou_thresholds"],
-                interval=ev["interval"],
-                multi_contour=ev["multi_contour"],
+                self.cfg,
                 device=self.env.device,
-                amp=self.cfg["train"]["amp"],
                 progress=self.progress,
-                desc="val",
             )
-            metrics = evaluator.compute()
-            threshold = float(ev["threshold"])
-            if "best_threshold" in metrics:
-                by = "top1_loc" if ev["select_metric"] == "top1_loc" else "gt_known_loc"
-                threshold = evaluator.best_threshold(by)
-            result = (metrics, threshold)
         return D.broadcast_object(result, self.env)
 
     def _validation_due(self) -> bool:
@@ -566,12 +514,7 @@ class Trainer:
                     )
                 self.save_state()
             if env.is_main:
-                validated_now = self.last_metrics.get("step") == self.step
-                self.save_model(
-                    self.out_dir / FINAL,
-                    metrics=self.last_metrics,
-                    threshold=self.last_metrics["threshold"] if validated_now else None,
-                )
+                self.save_model(self.out_dir / FINAL, metrics=self.last_metrics)
         finally:
             self._close_log()
         D.barrier(env)

@@ -1,18 +1,49 @@
-"""Model registry: ``build_model(arch, num_classes)`` and ``list_models()`` (timm-style).
+"""Model registry: ``build_model(arch, num_classes, method=...)`` and ``list_models()`` (timm-style).
 
-Each entry records how to build the backbone split and the metadata a user or a checkpoint needs
-(the authors' family name, input size, the initialisation of the new layers).
+Architectures come from backbone families, one module each under :mod:`bas.models.families`
+(found by name and imported on first use). A family module calls :func:`register` once per
+architecture with a :class:`ModelSpec` that says how to build the backbone split and points to its
+:class:`Family`: the pretrained-weight loader and the input conventions shared by its members.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from bas.models import backbones
-from bas.models.bas import VARIANTS, BASModel
+from bas.models.meta import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from bas.models.backbones import Backbone
+
+
+def _imagenet_loader(model: nn.Module, path: str | Path | None) -> None:
+    from bas.models.pretrained import load_imagenet_weights
+
+    load_imagenet_weights(model, path)
+
+
+@dataclass(frozen=True)
+class Family:
+    """What the architectures of one backbone family share.
+
+    ``load_pretrained(model, path)`` initialises ``model.mid`` / ``model.head`` in place (``path``
+    None: the family's default source); ``mean``, ``std``, ``input_size`` and ``resize_size`` are
+    the input conventions written into the model's metadata.
+    """
+
+    name: str
+    load_pretrained: Callable[[nn.Module, str | Path | None], None] = _imagenet_loader
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    input_size: int = 224
+    resize_size: int = 256
 
 
 @dataclass(frozen=True)
@@ -20,13 +51,18 @@ class ModelSpec:
     """Registry entry of one architecture."""
 
     name: str
-    build_backbone: Callable[[], backbones.Backbone]
+    build_backbone: Callable[[], Backbone]
     paper: bool  # one of the four backbones of the papers
-    init: str = "xavier"  # initialisation of the new classifier / generator convolutions
+    family: Family = field(default_factory=lambda: Family("custom"))
+    init: str = "xavier"  # initialisation of the method's new layers
     min_input_size: int = 32
-    input_size: int = 224
     torchvision_name: str | None = None  # source of ImageNet weights in torchvision
+    manual_weights: tuple[str, str] | None = None  # (file name, URL) when torchvision has none
     description: str = ""
+
+    @property
+    def input_size(self) -> int:
+        return self.family.input_size
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -37,64 +73,26 @@ def register(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-register(
-    ModelSpec(
-        "vgg16",
-        backbones.vgg16_split,
-        True,
-        init="normal",
-        torchvision_name="vgg16",
-        description="VGG16, mid = conv4_3 (512 ch), head = pool4 + conv5_x",
-    )
-)
-register(
-    ModelSpec(
-        "resnet50",
-        partial(backbones.resnet_split, "resnet50"),
-        True,
-        torchvision_name="resnet50",
-        description="ResNet50, mid = layer3 stride 1 (1024 ch), head = maxpool + layer4 stride 1",
-    )
-)
-register(
-    ModelSpec(
-        "mobilenet_v1",
-        backbones.mobilenet_v1_split,
-        True,
-        description="MobileNetV1 with ReLU, mid = block 12 (512 ch), head = blocks 13-14",
-    )
-)
-register(
-    ModelSpec(
-        "inception_v3",
-        backbones.inception_v3_split,
-        True,
-        min_input_size=64,
-        torchvision_name="inception_v3",
-        description="InceptionV3, mid = Mixed_6e (768 ch), head = Mixed_7a-7c",
-    )
-)
-for _name in ("resnet18", "resnet34", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2"):
-    register(
-        ModelSpec(
-            _name,
-            partial(backbones.resnet_split, _name),
-            False,
-            torchvision_name=_name,
-            description=f"torchvision {_name}, generic ResNet split (layer3 / layer4 stride 1)",
-        )
-    )
+def _discover() -> None:
+    from bas.models import families
+
+    for info in pkgutil.iter_modules(families.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{families.__name__}.{info.name}")
 
 
 def list_models(paper_only: bool = False) -> list[str]:
     """Names accepted by :func:`build_model`."""
+    _discover()
     return sorted(name for name, spec in _REGISTRY.items() if spec.paper or not paper_only)
 
 
 def get_spec(arch: str) -> ModelSpec:
+    if arch not in _REGISTRY:
+        _discover()
     try:
         return _REGISTRY[arch]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(f"unknown arch {arch!r}; valid names: {', '.join(list_models())}") from None
 
 
@@ -102,35 +100,43 @@ def build_model(
     arch: str,
     num_classes: int,
     *,
-    variant: str = "ijcv2023",
+    method: str = "bas",
     pretrained: bool | str | Path = False,
-    hidden: int = 1024,
-) -> BASModel:
-    """Build a BAS model.
+    **options: Any,
+) -> nn.Module:
+    """Build the model of a training method over a registered backbone.
 
     Args:
         arch: a name from :func:`list_models`.
         num_classes: number of classes K.
-        variant: ``"ijcv2023"`` (default) or ``"cvpr2022"`` (adds the final ReLU of the CVPR code
-            to the classifier; the loss variant is chosen separately, see :mod:`bas.losses`).
-        pretrained: False; True for torchvision's ImageNet weights (downloaded and cached by
-            torchvision); or the path of a local ImageNet weight file.
-        hidden: width of the classifier's hidden convolutions.
+        method: a name from :func:`bas.methods.list_methods` (``"bas"``, ``"cam"``, ...).
+        pretrained: False; True for the family's ImageNet weights (torchvision's, downloaded and
+            cached by torchvision); or the path of a local ImageNet weight file.
+        options: the method's options, e.g. for BAS ``variant`` (``"ijcv2023"``, the default, or
+            ``"cvpr2022"``, which adds the final ReLU of the CVPR code to the classifier) and
+            ``hidden`` (width of the classifier's hidden convolutions, 1024); for CAM ``hidden``
+            (None: plain CAM).
     """
-    spec = get_spec(arch)
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
-    model = BASModel(
-        spec.build_backbone(),
-        num_classes,
-        arch=arch,
-        variant=variant,
-        hidden=hidden,
-        min_input_size=spec.min_input_size,
-        init=spec.init,
-    )
-    if pretrained:
-        from bas.checkpoints import load_imagenet_weights
+    from bas.methods import get_method
 
-        load_imagenet_weights(model, None if pretrained is True else pretrained)
+    spec = get_spec(arch)
+    chosen = get_method(method)
+    try:
+        resolved = chosen.resolve_options(**options)
+    except ValueError as exc:
+        raise TypeError(str(exc)) from None
+    family = spec.family
+    meta = ModelMeta(
+        arch,
+        num_classes,
+        method=chosen.name,
+        input_size=family.input_size,
+        resize_size=family.resize_size,
+        mean=family.mean,
+        std=family.std,
+        **resolved,
+    )
+    model = chosen.build(spec.build_backbone(), meta, init=spec.init, min_input_size=spec.min_input_size)
+    if pretrained:
+        family.load_pretrained(model, None if pretrained is True else pretrained)
     return model

@@ -1,0 +1,212 @@
+"""The dataset-format registry, ``bas data list`` and the containment of paths from data files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bas.cli import main
+from bas.data import DATASET_KINDS, build_dataset, get_format, list_formats
+from bas.data.formats import DatasetFormat, Option, register_format
+from bas.data.paths import resolve_in_root
+from bas.errors import ConfigError, DataError
+
+BUILTIN = {"bas_list", "cub", "folder", "ilsvrc", "synthetic", "wsol"}
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+@pytest.mark.parametrize(
+    ("relpath", "parts"),
+    [("a/b.jpg", ("a", "b.jpg")), ("a\\b.jpg", ("a", "b.jpg")), ("./a//b.jpg", ("a", "b.jpg"))],
+)
+def test_resolve_in_root_accepts_relative_paths(tmp_path: Path, relpath: str, parts: tuple[str, ...]):
+    assert resolve_in_root(tmp_path, relpath, file="list.txt", line=3) == tmp_path.joinpath(*parts)
+
+
+@pytest.mark.parametrize(
+    "relpath",
+    [
+        "../x.jpg",
+        "a/../../x.jpg",
+        "..\\x.jpg",
+        "a\\..\\..\\x.jpg",
+        "/etc/passwd",
+        "C:\\x.jpg",
+        "\\\\srv\\x",
+        "",
+    ],
+)
+def test_resolve_in_root_rejects_escaping_paths(tmp_path: Path, relpath: str):
+    with pytest.raises(DataError, match=r"^list\.txt:3: ") as info:
+        resolve_in_root(tmp_path, relpath, file="list.txt", line=3)
+    assert (info.value.path, info.value.line) == ("list.txt", 3)
+
+
+# ----------------------------------------------------------------------------- one bad id per kind
+
+BAD_IDS = ["../escape.jpg", "..\\escape.jpg", "/abs/escape.jpg"]
+
+
+def _cub(root: Path, bad: str) -> tuple[Path, dict]:
+    _write(root / "classes.txt", ["1 001.A"])
+    _write(root / "images.txt", ["1 001.A/a.jpg", f"2 {bad}"])
+    _write(root / "image_class_labels.txt", ["1 1", "2 1"])
+    _write(root / "train_test_split.txt", ["1 0", "2 0"])
+    return root / "images.txt", {}
+
+
+def _synthetic(root: Path, bad: str) -> tuple[Path, dict]:
+    where = _cub(root, bad)
+    (root / "synthetic.json").write_text(json.dumps({"format": "bas-synthetic-wsol"}), encoding="utf-8")
+    return where
+
+
+def _wsol(root: Path, bad: str) -> tuple[Path, dict]:
+    meta = root / "metadata" / "test"
+    _write(meta / "image_ids.txt", ["a/a.jpg", bad])
+    _write(meta / "class_labels.txt", ["a/a.jpg,0", f"{bad},0"])
+    return meta / "image_ids.txt", {"metadata": str(meta)}
+
+
+def _ilsvrc(root: Path, bad: str) -> tuple[Path, dict]:
+    gt = _write(root / "val_gt.txt", ["n01\\\\a.JPEG 10 10 ; 0 0 5 5", f"{bad} 10 10 ; 0 0 5 5"])
+    return gt, {"boxes": str(gt), "classes": ["n01"]}
+
+
+def _bas_list(root: Path, bad: str) -> tuple[Path, dict]:
+    return _write(root / "test_list.txt", ["001.A/a.jpg;0", f"{bad};0"]), {}
+
+
+def _folder(root: Path, bad: str) -> tuple[Path, dict]:
+    (root / "cls").mkdir(parents=True)
+    csv = _write(root / "boxes.csv", ["image_id,x0,y0,x1,y1", f"{bad},0,0,1,1"])
+    return csv, {"boxes_csv": str(csv)}
+
+
+WRITERS = {
+    "cub": _cub,
+    "synthetic": _synthetic,
+    "wsol": _wsol,
+    "ilsvrc": _ilsvrc,
+    "bas_list": _bas_list,
+    "folder": _folder,
+}
+
+
+def test_every_builtin_kind_has_a_containment_test():
+    assert set(WRITERS) == BUILTIN <= set(list_formats())
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+@pytest.mark.parametrize("kind", sorted(WRITERS))
+def test_ids_leaving_the_root_raise_naming_file_and_line(tmp_path: Path, kind: str, bad: str):
+    file, options = WRITERS[kind](tmp_path / "data", bad)
+    with pytest.raises(DataError) as info:
+        build_dataset(kind, tmp_path / "data", "test", None, **options)
+    assert (info.value.path, info.value.line) == (str(file), 2)
+    assert str(info.value).startswith(f"{file}:2: ") and repr(bad)[1:-1] in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["cub", "bas_list", "ilsvrc", "folder"])
+def test_data_check_lists_ids_leaving_the_root(tmp_path: Path, kind: str, capsys):
+    file, options = WRITERS[kind](tmp_path / "data", "../escape.jpg")
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in options.items() if k != "classes"]
+    assert main(["data", "check", kind, str(tmp_path / "data"), "--split", "test", *args]) == 1
+    assert f"{file}:2: path '../escape.jpg' leaves the dataset root" in capsys.readouterr().out
+
+
+def test_wsol_mask_paths_leaving_the_root(tmp_path: Path):
+    meta = tmp_path / "test"
+    _write(meta / "image_ids.txt", ["a.jpg"])
+    _write(meta / "class_labels.txt", ["a.jpg,0"])
+    _write(meta / "localization.txt", ["a.jpg,masks/a.png,..\\..\\ignore.png"])
+    with pytest.raises(DataError, match=r"localization\.txt:1: path .* leaves the dataset root"):
+        build_dataset("wsol", tmp_path, "test", None, metadata=str(meta))
+
+
+@pytest.mark.parametrize("source", ["csv", "val_list"])
+def test_ilsvrc_csv_and_val_list_ids_leaving_the_root(tmp_path: Path, source: str):
+    csv = _write(tmp_path / "LOC_val_solution.csv", ["ImageId,PredictionString", "../escape,n01 0 0 5 5"])
+    options: dict = {"boxes": str(csv), "classes": ["n01"]}
+    if source == "val_list":
+        _write(csv, ["ImageId,PredictionString", "escape,n01 0 0 5 5"])
+        options["val_list"] = str(_write(tmp_path / "val_list.txt", ["n01/x.JPEG;0", "..\\escape.JPEG;0"]))
+    with pytest.raises(DataError, match="leaves the dataset root") as info:
+        build_dataset("ilsvrc", tmp_path, "val", None, **options)
+    assert (info.value.path, info.value.line) == (options["val_list" if source == "val_list" else "boxes"], 2)
+
+
+def test_ilsvrc_xml_wnid_leaving_the_root(tmp_path: Path):
+    xml = tmp_path / "xml" / "ILSVRC2012_val_00000001.xml"
+    xml.parent.mkdir()
+    xml.write_text(
+        "<annotation><filename>ILSVRC2012_val_00000001</filename><object><name>..</name>"
+        "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>4</xmax><ymax>4</ymax></bndbox></object></annotation>",
+        encoding="utf-8",
+    )
+    with pytest.raises(DataError, match="leaves the dataset root") as info:
+        build_dataset("ilsvrc", tmp_path, "val", None, boxes=str(xml.parent), classes=[".."])
+    assert info.value.path == str(xml)
+
+
+# ----------------------------------------------------------------------------- registry and CLI
+
+
+def test_registry_lists_the_builtin_kinds():
+    assert set(DATASET_KINDS) == set(list_formats()) and BUILTIN <= set(DATASET_KINDS)
+    for kind in DATASET_KINDS:
+        fmt = get_format(kind)
+        assert fmt.name == kind and fmt.summary and all(isinstance(o, Option) for o in fmt.options.values())
+    assert get_format("cub").options["val_per_class"].default == 5
+    with pytest.raises(ConfigError, match="unknown dataset 'coco'; expected one of bas_list, cub"):
+        get_format("coco")
+
+
+def test_a_registered_format_is_built_and_listed(tmp_path: Path, capsys, monkeypatch):
+    from bas.data.datasets import Record, WSOLDataset
+    from bas.data.formats import registry
+
+    def build(root, split, transform, problems, *, count):
+        return WSOLDataset([Record(f"{k}.png", root / f"{k}.png", 0) for k in range(count)], ["x"], transform)
+
+    monkeypatch.setattr(registry, "_FORMATS", dict(registry._FORMATS))
+    register_format(
+        DatasetFormat(
+            "toy", "a toy format", build, lambda root, **o: ["test"], {"count": Option(2, "n", int)}
+        )
+    )
+    assert len(build_dataset("toy", tmp_path)) == 2 and len(build_dataset("toy", tmp_path, count=3)) == 3
+    with pytest.raises(ValueError, match="already registered"):
+        register_format(DatasetFormat("toy", "again", build, lambda root, **o: []))
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "toy: a toy format" in out and "count (default 2): n" in out
+    assert "cub: CUB-200-2011" in out and "val_per_class (default 5)" in out
+
+
+def test_data_check_help_lists_the_kinds(capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "check", "--help"])
+    out = capsys.readouterr().out
+    for kind in list_formats():
+        assert f"  {kind} " in out
+    assert "--val-per-class" in out and "--boxes-csv" in out
+
+
+def test_synthetic_needs_its_marker(tmp_path: Path):
+    _cub(tmp_path, "001.A/b.jpg")
+    assert len(build_dataset("cub", tmp_path, "test")) == 2
+    with pytest.raises(DataError, match=r"synthetic\.json: not a synthetic dataset"):
+        build_dataset("synthetic", tmp_path, "test")
+    (tmp_path / "synthetic.json").write_text(json.dumps({"format": "bas-synthetic-wsol"}), encoding="utf-8")
+    assert build_dataset("synthetic", tmp_path, "test").image_ids == ["001.A/a.jpg", "001.A/b.jpg"]
