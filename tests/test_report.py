@@ -8,6 +8,7 @@ the layout ``bas demo`` writes: ``run/`` (config.yaml, metrics.jsonl, model.safe
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 from pathlib import Path
@@ -104,6 +105,9 @@ def test_report_page_content(demo_dir, tmp_path):
     assert min(best_rank) >= max(worst_rank)
     # metrics table shows the metrics.json values
     assert "MaxBoxAccV2" in page and "val (threshold selection)" in page
+    metrics = json.loads((demo_dir / "results" / "metrics.json").read_text())
+    for level, value in metrics["MaxBoxAcc"].items():
+        assert f'>MaxBoxAcc @ IoU {float(level):.2f}</td><td class="num" data-value="{value}">' in page
 
 
 def test_report_without_data_says_so(demo_dir, tmp_path):

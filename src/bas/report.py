@@ -192,7 +192,9 @@ def curve_pictures(eval_dir: Path, threshold: float) -> list[str]:
         levels = [k for k in box_rows[0] if k.startswith("box_acc_")] if box_rows else []
         box = {
             "thresholds": np.array([r["threshold"] for r in box_rows]),
-            "accuracy": {int(k.removeprefix("box_acc_")): np.array([r[k] for r in box_rows]) for k in levels},
+            "accuracy": {
+                float(k.removeprefix("box_acc_")) / 100: np.array([r[k] for r in box_rows]) for k in levels
+            },
         }
         with tempfile.TemporaryDirectory() as tmp:
             return [_data_uri(p) for p in save_threshold_curves(tmp, paper, box, threshold)]
@@ -365,12 +367,16 @@ def metric_rows(result: dict[str, Any]) -> dict[str, float]:
     """Display name -> value of the headline metrics present in an evaluation result."""
     rows = {label: float(result[key]) for key, label in METRIC_NAMES.items() if key in result}
     for level, value in (result.get("MaxBoxAcc") or {}).items():
-        rows[f"MaxBoxAcc @ IoU {int(level) / 100:.2f}"] = float(value)
+        rows[f"MaxBoxAcc @ IoU {_iou(level):.2f}"] = float(value)
     for level, value in (result.get("MaxBoxAcc_at_selected") or {}).items():
-        rows[f"box accuracy @ IoU {int(level) / 100:.2f}, thresholds chosen on the held-out split"] = float(
-            value
-        )
+        rows[f"box accuracy @ IoU {_iou(level):.2f}, thresholds chosen on the held-out split"] = float(value)
     return rows
+
+
+def _iou(level: Any) -> float:
+    """An IoU level as a fraction: metrics.json keys are fractions (``"0.5"``); older files say ``"50"``."""
+    value = float(level)
+    return value / 100 if value > 1 else value
 
 
 def _metrics_section(result: dict[str, Any]) -> str:
