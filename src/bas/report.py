@@ -250,9 +250,10 @@ def gallery(
     def draw(indices: np.ndarray) -> list[GalleryItem]:
         if not len(indices):
             return []
-        images = collate([dataset[int(i)] for i in indices])["image"].to(device)
-        with torch.no_grad():
-            out = model.eval()(images, top_k=top_k)
+        batch = collate([dataset[int(i)] for i in indices])
+        images = batch["image"].to(device)
+        with torch.no_grad():  # with the labels, as the evaluation ran (the true class's map at top_k 1)
+            out = model.eval()(images, batch["label"].to(device), top_k=top_k)
         maps = localization_maps(out.fg_map.float(), images.shape[-2:]).cpu()
         labels = out.logits.argmax(1).tolist()
         items = []
@@ -306,7 +307,7 @@ table.sortable th{cursor:pointer;user-select:none;background:#eef1f5}table.sorta
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 .curves img{max-width:48%;min-width:320px;margin-right:1%}.note{color:#8a5300;background:#fff6e0;padding:6px 10px;border-radius:4px}
 .gallery{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #e3e6eb;border-radius:6px;padding:6px;width:340px}
-.card img{width:164px;height:auto;image-rendering:pixelated;vertical-align:top}.card p{margin:4px 0 0;font-size:12px;word-break:break-all}
+.card img{width:164px;height:auto;image-rendering:pixelated;vertical-align:top}.card p{margin:4px 0 0;font-size:12px;overflow-wrap:anywhere}
 .ok{color:#17803d}.bad{color:#b3261e}pre{background:#f0f2f5;padding:10px;overflow:auto;font-size:12px;max-height:480px}
 .scroll{max-height:420px;overflow:auto}
 """
@@ -431,7 +432,10 @@ def _gallery_section(best: list[GalleryItem], worst: list[GalleryItem], missing:
             )
         return '<div class="gallery">' + "".join(out) + "</div>"
 
-    legend = "<p>Left: the foreground map over the image; right: the image. Green: ground truth; red: predicted box.</p>"
+    legend = (
+        "<p>Left: the foreground map the evaluation used (top_k classes; the true class at top_k 1) over "
+        "the image; right: the image. Green: ground truth; red: predicted box.</p>"
+    )
     return (
         f"<section><h2>Gallery</h2>{legend}<h3>Best</h3>{cards(best)}"
         f"<h3>Worst</h3>{cards(worst) if worst else _note('too few images for a worst list')}</section>"
