@@ -8,7 +8,7 @@ the whole step time (wait + compute). The loader uses the training configuration
 worker processes, persistent, prefetching).
 
     python benchmarks/throughput.py            # 2 warm-up + 10 timed steps per mode
-    python benchmarks/throughput.py --quick    # 1 + 3 steps per mode
+    python benchmarks/throughput.py --quick    # smoke run: resnet18, 64x64, batch 2, 1 + 1 steps per mode
 
 Prints one table row per mode. On a CPU, set ``--threads`` to the cores you want torch to use.
 """
@@ -25,29 +25,41 @@ from pathlib import Path
 
 import torch
 
+from bas.commands._common import add_alias
 from bas.config import load_config
 from bas.engine.train import Trainer
 
 MODES = {"fp32": [], "bf16 autocast": ["train.amp=bf16"], "channels_last": ["train.channels_last=true"]}
 
 
-def parse_args() -> argparse.Namespace:
+SMOKE = "smoke run: not a measurement"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="resnet50")
     p.add_argument(
         "--size", type=int, default=224, help="crop size (images are resized to size * 8 / 7 first)"
     )
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch-size", dest="batch", type=int, default=8, help="images per step (default: 8)")
+    add_alias(p, "--batch", "--batch-size", "batch", type=int)
     p.add_argument("--workers", type=int, default=2, help="data-loader worker processes")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per mode")
     p.add_argument("--steps", type=int, default=10, help="timed steps per mode")
-    p.add_argument("--quick", action="store_true", help="1 warm-up and 3 timed steps per mode")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: resnet18, 64x64, batch 2, no loader workers, 1 warm-up and 1 timed step per mode",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--data", help="folder for the synthetic dataset (default: a temporary folder)")
-    args = p.parse_args()
+    p.add_argument(
+        "--data-root", metavar="DIR", help="folder for the synthetic dataset (default: a temporary folder)"
+    )
+    add_alias(p, "--data", "--data-root", "data_root")
+    args = p.parse_args(argv)
     if args.quick:
-        args.warmup, args.steps = 1, 3
+        args.arch, args.size, args.batch, args.workers, args.warmup, args.steps = "resnet18", 64, 2, 0, 1, 1
     return args
 
 
@@ -98,8 +110,8 @@ def measure(overrides: list[str], args: argparse.Namespace, data_root: Path, out
     }
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
@@ -111,13 +123,15 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        data_root = Path(args.data) if args.data else Path(tmp) / "data"
+        data_root = Path(args.data_root) if args.data_root else Path(tmp) / "data"
         rows = {
             mode: measure(overrides, args, data_root, Path(tmp) / "run") for mode, overrides in MODES.items()
         }
     print(f"\n{'mode':<16}{'images/s':>10}{'step (s)':>10}{'data wait':>11}")
     for mode, r in rows.items():
         print(f"{mode:<16}{r['images_per_s']:>10.2f}{r['step_s']:>10.2f}{100 * r['data_wait']:>10.1f}%")
+    if args.quick:
+        print(SMOKE)
 
 
 if __name__ == "__main__":

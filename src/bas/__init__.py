@@ -1,11 +1,28 @@
-"""bas-wsol: Background Activation Suppression for weakly supervised object localization."""
+"""bas-wsol: Background Activation Suppression for weakly supervised object localization.
+
+The public names are imported on first use (PEP 562), so ``import bas`` and ``bas --help`` do not
+load PyTorch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bas._lazy import attach
 
 __version__ = "0.1.0"
 
-from bas.checkpoints import load_checkpoint, save_model  # noqa: E402
-from bas.methods import list_methods  # noqa: E402
-from bas.models import BASModel, BASOutput, build_model, list_models  # noqa: E402
-from bas.predict import Localizer, Prediction  # noqa: E402
+_LAZY = {
+    "BASModel": "bas.models",
+    "BASOutput": "bas.models",
+    "Localizer": "bas.predict",
+    "Prediction": "bas.predict",
+    "build_model": "bas.models",
+    "list_methods": "bas.methods",
+    "list_models": "bas.models",
+    "load_checkpoint": "bas.checkpoints",
+    "save_model": "bas.checkpoints",
+}
 
 __all__ = [
     "BASModel",
@@ -19,3 +36,11 @@ __all__ = [
     "load_checkpoint",
     "save_model",
 ]
+
+__getattr__, __dir__ = attach(__name__, _LAZY, globals())
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from __getattr__
+    from bas.checkpoints import load_checkpoint, save_model
+    from bas.methods import list_methods
+    from bas.models import BASModel, BASOutput, build_model, list_models
+    from bas.predict import Localizer, Prediction

@@ -34,7 +34,14 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose parser needs torch to be built (the dataset registry): only their one-line help is
+# registered unless the command line names them, so that `bas --help` and other commands stay fast.
+HEAVY_PARSERS = {"data": "inspect and validate datasets"}
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``bas`` parser; given ``argv``, the commands of :data:`HEAVY_PARSERS` it does not name
+    get only their one-line help."""
     from bas import __version__
 
     parser = argparse.ArgumentParser(
@@ -46,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
+        if argv is not None and name in HEAVY_PARSERS and name not in argv:
+            sub.add_parser(name, help=HEAVY_PARSERS[name])
+            continue
         importlib.import_module(f"bas.commands.{name}").add_parser(sub)
     return parser
 
@@ -53,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("BAS_DEBUG", "") not in ("", "0")
     try:
-        args = build_parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = build_parser(argv).parse_args(argv)
         debug = debug or args.debug
         code = args.func(args)
     except KeyboardInterrupt:

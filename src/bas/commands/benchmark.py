@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bas.commands._common import add_config_args, add_device_args, resolve_device
+from bas.commands._common import add_config_args, add_device_args, add_output_arg, resolve_device
 
 
 def add_parser(sub) -> None:
@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--arch", help="backbone of every method (default: the benchmark's, resnet18)")
     p.add_argument("--epochs", type=int, help="training epochs of every method (default: the benchmark's)")
-    p.add_argument("--output", help="output folder (default: bas_benchmark/<benchmark>)")
+    add_output_arg(p, help="output folder (default: bas_benchmark/<benchmark>)")
     p.add_argument(
         "--quick", action="store_true", help="a tiny run for smoke tests (seconds, meaningless numbers)"
     )

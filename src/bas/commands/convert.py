@@ -12,9 +12,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bas.commands._common import match_choice
 from bas.errors import CheckpointError
-from bas.models.bas import VARIANTS
-from bas.models.registry import list_models
+
+
+def _arch(value: str) -> str:
+    from bas.models.registry import list_models
+
+    return match_choice(value, list_models(), "architecture")
+
+
+def _variant(value: str) -> str:
+    from bas.models.bas import VARIANTS
+
+    return match_choice(value, VARIANTS, "variant")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,14 +39,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("src", type=Path, help="checkpoint to read (.pth/.pth.tar/.pt/.safetensors)")
     parser.add_argument("dst", type=Path, help="file to write (.safetensors)")
     parser.add_argument(
-        "--arch", choices=list_models(), help="architecture (default: inferred from the keys)"
+        "--arch", type=_arch, help="architecture, one of bas.list_models() (default: inferred from the keys)"
     )
     parser.add_argument(
         "--num-classes", type=int, help="number of classes (default: inferred from the shapes)"
     )
     parser.add_argument(
         "--variant",
-        choices=VARIANTS,
+        type=_variant,
+        metavar="{cvpr2022,ijcv2023}",
         help="classifier variant (default: ijcv2023 for IJCV files, cvpr2022 for other released files)",
     )
     parser.add_argument("--class-names", type=Path, metavar="FILE", help="text file, one class name per line")

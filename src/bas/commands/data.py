@@ -43,7 +43,9 @@ def add_parser(subparsers: Any) -> None:
         epilog=_kinds_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    check.add_argument("kind", choices=list_formats(), metavar="KIND", help="dataset format (see below)")
+    check.add_argument(
+        "kind", type=str.lower, choices=list_formats(), metavar="KIND", help="dataset format (see below)"
+    )
     check.add_argument("root", help="dataset root (the image root for 'wsol')")
     check.add_argument("--split", action="append", help="split to check (repeatable; default: all found)")
     for name, (kinds, opt) in _command_line_options().items():

@@ -6,7 +6,13 @@ import argparse
 import time
 from pathlib import Path
 
-from bas.commands._common import add_config_args, add_device_args, format_metrics, resolve_device
+from bas.commands._common import (
+    add_config_args,
+    add_device_args,
+    add_output_arg,
+    format_metrics,
+    resolve_device,
+)
 
 
 def add_parser(sub) -> None:
@@ -17,7 +23,9 @@ def add_parser(sub) -> None:
         "recipe, chooses the threshold on the held-out val split, evaluates on test "
         "and writes metrics.json and a grid of heatmap/box overlays.",
     )
-    p.add_argument("--output", default="bas_demo", help="folder for the data, the run and the results")
+    add_output_arg(
+        p, default="bas_demo", help="folder for the data, the run and the results (default: bas_demo)"
+    )
     p.add_argument("--arch", help="backbone (default: the recipe's, resnet18)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
     p.add_argument(

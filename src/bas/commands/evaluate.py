@@ -6,7 +6,21 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bas.commands._common import add_config_args, add_device_args, format_metrics, resolve_device
+from bas.commands._common import (
+    DATASET_KINDS_HELP,
+    TEST_MODE_HELP,
+    add_checkpoint_arg,
+    add_config_args,
+    add_data_root_arg,
+    add_dataset_arg,
+    add_device_args,
+    add_output_arg,
+    add_test_mode_arg,
+    add_threshold_arg,
+    add_top_k_arg,
+    format_metrics,
+    resolve_device,
+)
 
 
 def add_parser(sub) -> None:
@@ -16,33 +30,25 @@ def add_parser(sub) -> None:
         description="Top-1/Top-5 classification, GT-known/Top-1/Top-5 Loc at a threshold, "
         "MaxBoxAcc and MaxBoxAccV2, PxAP/PIoU where masks exist.",
     )
-    p.add_argument("--checkpoint", required=True, help="our .safetensors file or any released BAS checkpoint")
-    p.add_argument("--data", required=True, help="dataset root")
-    p.add_argument(
-        "--dataset",
-        help="cub (also the synthetic data) | wsol | ilsvrc | bas_list | folder "
-        "(default: the checkpoint's training dataset, else cub)",
-    )
+    add_checkpoint_arg(p)
+    add_data_root_arg(p, dest="data", required=True)
+    add_dataset_arg(p, help=f"{DATASET_KINDS_HELP} (default: the checkpoint's training dataset, else cub)")
     p.add_argument("--split", default="test", help="split to report (default: test)")
     p.add_argument(
         "--select-on",
         metavar="SPLIT",
         help="choose the threshold on this held-out split (e.g. val) and report --split at it",
     )
-    p.add_argument("--threshold", type=float, help="fixed threshold (default: the checkpoint's)")
-    p.add_argument("--top-k", type=int, help="classes whose maps are fused (default: the checkpoint's)")
-    p.add_argument(
-        "--test-mode",
-        choices=("crop", "resize"),
-        help="crop: Resize 256 + CenterCrop 224 (paper); resize: Resize 224 (standard protocol)",
-    )
+    add_threshold_arg(p)
+    add_top_k_arg(p)
+    add_test_mode_arg(p, default=None, help=f"{TEST_MODE_HELP} (default: the checkpoint's config)")
     p.add_argument("--ten-crop", action="store_true", help="classification by ten-crop averaging")
     p.add_argument(
         "--interval", type=float, help="threshold step of MaxBoxAcc (default: config eval.interval)"
     )
     p.add_argument("--class-balanced", action="store_true", help="also print class-balanced means")
-    p.add_argument(
-        "--output",
+    add_output_arg(
+        p,
         help="folder for metrics.json, curve.csv, per_class.csv and figures "
         "(default: <checkpoint>_eval/<split>)",
     )

@@ -15,16 +15,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from bas.commands._common import add_dataset_arg, add_output_arg, map_dataset
 from bas.errors import ConfigError, DataError
-from bas.evaluate_maps import (
-    DATASETS,
-    METADATA_FOLDER,
-    box_summary_name,
-    evaluate_score_maps,
-    write_curve_csv,
-)
-from bas.io import write_json
-from bas.metrics import iou_percent
+
+
+def results_file(value: str) -> Path:
+    """``--output DIR``: the results go to ``DIR/metrics.json``; a name ending in ``.json`` (what
+    ``--output`` meant before) is the file itself."""
+    path = Path(value)
+    return path if path.suffix.lower() == ".json" else path / "metrics.json"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -38,8 +37,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--metadata", help="metadata split folder, or the metadata root (default: <maps>/metadata)"
     )
-    parser.add_argument(
-        "--dataset", choices=DATASETS, help="dataset of the metadata (default: from localization.txt)"
+    add_dataset_arg(
+        parser,
+        kind=map_dataset,
+        metavar="{cub,ilsvrc,openimages}",
+        help="dataset of the metadata, any case (default: from localization.txt)",
     )
     parser.add_argument("--split", help="split name (needed when --metadata is not the split folder)")
     parser.add_argument("--mask-root", help="OpenImages: folder holding OpenImages/<mask paths>")
@@ -60,7 +62,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--iou", type=float, nargs="+", default=[0.3, 0.5, 0.7], help="IoU thresholds as fractions"
     )
-    parser.add_argument("--output", help="write the results to this JSON file")
+    add_output_arg(parser, type=results_file, help="write the results to DIR/metrics.json (or to FILE.json)")
     parser.add_argument("--curve", help="write the accuracy (or precision-recall) curve to this CSV file")
     parser.add_argument("--workers", type=int, help="processes for the box evaluation (default: all cores)")
     parser.set_defaults(func=run_evaluate_maps)
@@ -71,6 +73,8 @@ def resolve_metadata_dir(
 ) -> Path:
     """The split folder: ``metadata`` itself, ``metadata/<split>`` or ``metadata/<dataset>/<split>``;
     ``<maps>/metadata`` when ``metadata`` is None."""
+    from bas.evaluate_maps import METADATA_FOLDER
+
     if metadata is None:
         saved = Path(maps) / METADATA_FOLDER
         if not (saved / "image_ids.txt").is_file():
@@ -95,6 +99,9 @@ def resolve_metadata_dir(
 
 def format_result(result: dict[str, Any]) -> str:
     """Human-readable lines of an :func:`bas.evaluate_maps.evaluate_score_maps` result."""
+    from bas.evaluate_maps import box_summary_name
+    from bas.metrics import iou_percent
+
     head = f"{result['dataset'] or 'maps'} {result.get('split', '')}".rstrip()
     lines = [f"{head}: {result['num_images']} images, threshold interval {result['interval']:g}"]
     if "map_size" in result:
@@ -114,6 +121,9 @@ def format_result(result: dict[str, Any]) -> str:
 
 
 def run_evaluate_maps(args: argparse.Namespace) -> int:
+    from bas.evaluate_maps import evaluate_score_maps, write_curve_csv
+    from bas.io import write_json
+
     if not 0 < args.interval <= 1:
         raise ConfigError(f"--interval must be in (0, 1], got {args.interval}")
     if any(not 0 < d <= 100 for d in args.iou):

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bas.commands._common import add_device_args, resolve_device
+from bas.commands._common import (
+    DATASET_KINDS_HELP,
+    add_checkpoint_arg,
+    add_data_root_arg,
+    add_dataset_arg,
+    add_device_args,
+    add_output_arg,
+    add_test_mode_arg,
+    resolve_device,
+    trained_dataset,
+)
 from bas.errors import BASError
 
 
@@ -19,25 +29,16 @@ def add_parser(sub) -> None:
         "and the ground-truth-class score of F*M and the score of F*(1-M) against the "
         "mask area. Writes explore.csv, explore_summary.csv, explore.json, explore.png.",
     )
-    p.add_argument("--checkpoint", required=True, help="our .safetensors file or any released BAS checkpoint")
-    p.add_argument("--data", required=True, help="dataset root")
-    p.add_argument(
-        "--dataset",
-        default="cub",
-        help="cub (also the synthetic data) | wsol | ilsvrc | bas_list | folder (default: cub)",
-    )
+    add_checkpoint_arg(p)
+    add_data_root_arg(p, dest="data", required=True)
+    add_dataset_arg(p, help=f"{DATASET_KINDS_HELP} (default: the checkpoint's training dataset, else cub)")
     p.add_argument("--split", default="test", help="split (default: test)")
     p.add_argument(
         "--num-images", type=int, default=100, help="images, spread evenly over the split (default: 100)"
     )
     p.add_argument("--max-n", type=int, default=6, help="largest step K: kernels 5, 10, ..., 5K (default: 6)")
-    p.add_argument(
-        "--test-mode",
-        choices=("crop", "resize"),
-        default="crop",
-        help="crop: Resize + CenterCrop (paper, default); resize: Resize to the input size",
-    )
-    p.add_argument("--output", help="output folder (default: <checkpoint>_explore/<split>)")
+    add_test_mode_arg(p, default="crop")
+    add_output_arg(p, help="output folder (default: <checkpoint>_explore/<split>)")
     add_device_args(p)
     p.set_defaults(func=run)
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     transform = test_transform(
         meta["input_size"], meta["resize_size"], mode=args.test_mode, mean=meta["mean"], std=meta["std"]
     )
-    dataset = build_dataset(args.dataset, args.data, args.split, transform)
+    dataset = build_dataset(args.dataset or trained_dataset(meta), args.data, args.split, transform)
     if len(dataset) == 0:
         raise BASError(f"split {args.split!r} of {args.data} has no images")
     result = run_exploration(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bas.commands._common import add_checkpoint_arg, add_top_k_arg
 from bas.errors import BASError
 
 
@@ -18,13 +19,11 @@ def add_parser(sub) -> None:
         "metadata (class names, threshold, sizes, mean/std) is stored in the file.",
     )
     p.add_argument("output", metavar="OUT", help="file to write (e.g. model.onnx, model.pt)")
-    p.add_argument("--checkpoint", required=True, help="our .safetensors file or any released BAS checkpoint")
+    add_checkpoint_arg(p)
     p.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="output format")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default: 17)")
     p.add_argument("--input-size", type=int, help="image side S (default: the checkpoint's input size)")
-    p.add_argument(
-        "--top-k", type=int, help="classes whose maps are fused in the graph (default: the checkpoint's)"
-    )
+    add_top_k_arg(p, help="classes whose maps are fused in the graph (default: the checkpoint's)")
     p.set_defaults(func=run)
 
 

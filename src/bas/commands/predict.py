@@ -8,7 +8,16 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from bas.commands._common import add_device_args, resolve_device
+from bas.commands._common import (
+    add_alias,
+    add_checkpoint_arg,
+    add_device_args,
+    add_output_arg,
+    add_test_mode_arg,
+    add_threshold_arg,
+    add_top_k_arg,
+    resolve_device,
+)
 from bas.errors import BASError
 
 
@@ -29,15 +38,12 @@ def add_parser(sub) -> None:
         metavar="INPUT",
         help="image files, folders (searched recursively for image files) or glob patterns",
     )
-    p.add_argument("--checkpoint", required=True, help="our .safetensors file or any released BAS checkpoint")
-    p.add_argument("--output", default="bas_predictions", help="output folder (default: bas_predictions)")
-    p.add_argument("--top-k", type=int, help="classes whose maps are fused (default: the checkpoint's)")
-    p.add_argument("--threshold", type=float, help="map threshold (default: the checkpoint's)")
-    p.add_argument(
-        "--no-crop",
-        action="store_true",
-        help="resize the whole image to the input size instead of Resize + CenterCrop",
-    )
+    add_checkpoint_arg(p)
+    add_output_arg(p, default="bas_predictions", help="output folder (default: bas_predictions)")
+    add_top_k_arg(p)
+    add_threshold_arg(p)
+    add_test_mode_arg(p, default="crop")
+    add_alias(p, "--no-crop", "--test-mode resize", "test_mode", nargs=0, const="resize")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default: 16)")
     p.add_argument(
         "--save-maps",
@@ -173,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
                     [image for _, _, image in loaded],
                     top_k=args.top_k,
                     threshold=args.threshold,
-                    crop=not args.no_crop,
+                    crop=args.test_mode == "crop",
                     batch_size=args.batch_size,
                     multi=args.multi,
                     class_threshold=args.class_threshold,

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import time
 from pathlib import Path
+from typing import Any
 
-from bas.commands._common import add_config_args, add_device_args
+from bas.commands._common import add_config_args, add_data_root_arg, add_device_args, add_output_arg
 
 
 def add_parser(sub) -> None:
@@ -22,8 +26,8 @@ def add_parser(sub) -> None:
         "--resume CKPT or --resume --output DIR, the run folder's config.yaml)",
     )
     add_config_args(p)
-    p.add_argument("--data-root", help="dataset root (same as --set data.root=DIR)")
-    p.add_argument("--output", help="run folder (same as --set train.output_dir=DIR)")
+    add_data_root_arg(p, help="dataset root (same as --set data.root=DIR)")
+    add_output_arg(p, help="run folder (same as --set train.output_dir=DIR)")
     p.add_argument(
         "--resume",
         nargs="?",
@@ -68,10 +72,67 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from bas.engine.train import train
 
-    train(
+    start = time.perf_counter()
+    last = train(
         cfg,
         resume=args.resume,
         progress=not args.no_progress,
         device=None if args.device == "auto" else args.device,
     )
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 wrote the files
+        print("\n".join(summary(Path(cfg["train"]["output_dir"]), last, time.perf_counter() - start)))
     return 0
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"
+
+
+def _last_epoch(log: Path) -> dict[str, Any]:
+    """The last ``epoch`` record of ``metrics.jsonl`` (empty if there is none)."""
+    record: dict[str, Any] = {}
+    if log.is_file():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line)
+            if entry.get("kind") == "epoch":
+                record = entry
+    return record
+
+
+def _validation(record: dict[str, Any], threshold: float) -> str:
+    metric = record["select_metric"]
+    return (
+        f"epoch {record['epoch']} (step {record['step']}), {record['split']} {metric} "
+        f"{record['val'][metric]:.2f}, threshold {threshold:.3g}"
+    )
+
+
+def summary(run_dir: Path, last: dict[str, Any], seconds: float) -> list[str]:
+    """The closing lines of ``bas train``: what the run produced and where.
+
+    ``last`` is what :func:`bas.engine.train.train` returns (the last validation record); the best
+    model's record and each model's threshold are read from the files' metadata.
+    """
+    from bas.checkpoints import read_checkpoint_metadata
+    from bas.engine.train import BEST, FINAL, LAST, LOG
+
+    epoch = _last_epoch(run_dir / LOG)
+    done = f"{epoch['epoch']} epoch(s), {epoch['step']} step(s)" if epoch else "no complete epoch"
+    lines = [f"training finished in {_duration(seconds)}: {done}, run folder {run_dir}"]
+    best = run_dir / BEST
+    if best.is_file():
+        meta = read_checkpoint_metadata(best)
+        lines.append(f"best:    {_validation(meta['metrics'], meta['threshold'])} -> {best}")
+    else:
+        lines.append("best:    none (no validation ran: eval.every is 0 or there is no val split)")
+    final = run_dir / FINAL
+    if final.is_file():
+        threshold = read_checkpoint_metadata(final)["threshold"]
+        at = _validation(last, threshold) if last else f"not validated, threshold {threshold:.3g}"
+        lines.append(f"final:   {at} -> {final}")
+    lines.append(f"resume:  {run_dir / LAST} (training state; bas train --resume)")
+    files = [run_dir / LOG, run_dir / "config.yaml"] + ([run_dir / "tb"] if (run_dir / "tb").is_dir() else [])
+    lines.append(f"metrics: {'  '.join(str(f) for f in files)}")
+    return lines
