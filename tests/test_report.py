@@ -127,6 +127,16 @@ def test_report_without_data_says_so(demo_dir, tmp_path):
     page = (tmp_path / "a.html").read_text(encoding="utf-8")
     assert "the dataset folder" in page and "is not there" in page
     assert "<h3>Best</h3>" not in page
+    # --output DIR: the page is DIR/report.html
+    args = [
+        "report",
+        str(demo_dir),
+        "--output",
+        str(tmp_path / "pages"),
+        "--data-root",
+        str(tmp_path / "gone"),
+    ]
+    assert main(args) == 0 and (tmp_path / "pages" / "report.html").is_file()
 
 
 def test_report_evaluation_folder_only_and_environment(demo_dir, tmp_path):

@@ -510,7 +510,8 @@ def write_report(
     gallery_size: int = 6,
     device: str = "cpu",
 ) -> Path:
-    """Write the report page of ``run_dir`` (default ``<run_dir>/report.html``); returns its path."""
+    """Write the report page of ``run_dir``; returns its path. ``output``: a folder (the page is
+    ``<output>/report.html``) or a file name ending in ``.html``; default: in the run folder."""
     from bas.config import load_config
     from bas.io import write_text
 
@@ -570,7 +571,8 @@ def write_report(
         environments=environments,
         notes=notes,
     )
-    out = Path(output) if output else (files.run_dir or files.eval_dir) / REPORT_NAME
+    out = Path(output) if output else files.run_dir or files.eval_dir
+    out = out if out.suffix.lower() in (".html", ".htm") else out / REPORT_NAME
     write_text(out, page)
     return out
 

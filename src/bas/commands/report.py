@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from bas.commands._common import add_device_args, resolve_device
+from bas.commands._common import (
+    add_checkpoint_arg,
+    add_data_root_arg,
+    add_device_args,
+    add_output_arg,
+    resolve_device,
+)
 
 
 def add_parser(sub) -> None:
@@ -16,15 +22,16 @@ def add_parser(sub) -> None:
         "evaluated split with their maps and boxes, the training log, the config and the "
         "environment. RUN_DIR is a run folder of bas train (its evaluation found in results/ or "
         "<checkpoint>_eval/<split>/), the output folder of bas demo, or an evaluation folder. "
-        "Images are embedded; the page needs no network.",
+        "The gallery uses --checkpoint (default: the evaluated checkpoint, else the run's) on "
+        "the data of the run's config. Images are embedded; the page needs no network.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="run, demo or evaluation folder")
-    p.add_argument("--output", help="HTML file to write (default: RUN_DIR/report.html)")
-    p.add_argument("--eval", dest="eval_dir", metavar="DIR", help="evaluation folder (holding metrics.json)")
-    p.add_argument(
-        "--checkpoint", help="checkpoint for the gallery (default: the evaluated one or the run's)"
+    add_output_arg(
+        p, help="write the page to DIR/report.html, or to FILE.html (default: RUN_DIR/report.html)"
     )
-    p.add_argument("--data-root", help="dataset root for the gallery (default: the run config's data.root)")
+    p.add_argument("--eval", dest="eval_dir", metavar="DIR", help="evaluation folder (holding metrics.json)")
+    add_checkpoint_arg(p, required=False)
+    add_data_root_arg(p, help="dataset root for the gallery (default: the run config's data.root)")
     p.add_argument(
         "--gallery", type=int, default=6, metavar="N", help="best and worst images shown (default: 6 each)"
     )
