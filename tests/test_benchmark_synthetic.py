@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bas.checkpoints import read_checkpoint_metadata
@@ -16,6 +17,7 @@ from bas.engine.compare import (
     method_config,
     run_metrics,
     summarize,
+    whole_image_boxacc,
 )
 from bas.errors import ConfigError
 
@@ -56,6 +58,35 @@ def test_a_single_seed_has_zero_std():
     summary = summarize([fake_run("CAM", 0, 33.0)])
     assert summary["CAM"]["MaxBoxAccV2"] == {"mean": 33.0, "std": 0.0, "values": [33.0]}
     assert "BAS - CAM" not in format_table(summary)
+
+
+def test_a_single_seed_table_shows_plain_values_and_the_whole_image_row():
+    summary = summarize([fake_run("CAM", 0, 33.0), fake_run("BAS", 0, 61.5)])
+    lines = format_table(summary, whole_image=37.5).splitlines()
+    assert lines[1].split() == ["CAM", "90.00", "50.00", "45.00", "33.00"]
+    assert lines[3].split()[-1] == "+28.50"
+    assert lines[4].split() == ["whole-image", "box", "-", "-", "-", "37.50"]
+    md = format_table(summary, markdown=True, whole_image=37.5).splitlines()
+    assert md[-1] == "| whole-image box | - | - | - | 37.50 |"
+
+
+def test_whole_image_baseline_on_hand_made_boxes():
+    # 10 x 10 images (inclusive corners 0..9): the whole-image box against a full, a half, a quarter
+    # and a 70% box: IoU 1, 0.5, 0.25, 0.7
+    gt = [
+        np.array([[0, 0, 9, 9]]),
+        np.array([[0, 0, 4, 9]]),
+        np.array([[5, 5, 9, 9]]),
+        np.array([[0, 0, 6, 9]]),
+    ]
+    out = whole_image_boxacc(gt, [(10, 10)] * 4)
+    assert out["MaxBoxAcc"] == {0.3: 75.0, 0.5: 75.0, 0.7: 50.0}
+    assert out["MaxBoxAccV2"] == pytest.approx(200 / 3)
+    # the best of an image's boxes counts; the image's own size matters (20 x 10: IoU 0.5)
+    out = whole_image_boxacc(
+        [np.array([[0, 0, 1, 1], [5, 5, 9, 9]]), np.array([[0, 0, 9, 9]])], [(10, 10), (10, 20)]
+    )
+    assert out["MaxBoxAcc"] == {0.3: 50.0, 0.5: 50.0, 0.7: 0.0}
 
 
 def test_run_metrics_keeps_masks_metrics_when_present():
@@ -114,10 +145,16 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     argv = ["benchmark", "synthetic", "--quick", "--output", str(out), "--device", "cpu", "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "BAS - CAM" in printed and "MaxBoxAccV2" in printed
+    assert "BAS - CAM" in printed and "MaxBoxAccV2" in printed and "whole-image box" in printed
 
     doc = json.loads((out / "results.json").read_text())
     assert list(doc["methods"]) == ["CAM", "BAS"]
+    assert 0.0 <= doc["whole_image"]["MaxBoxAccV2"] <= 100.0 and set(doc["whole_image"]["MaxBoxAcc"]) == {
+        "0.3",
+        "0.5",
+        "0.7",
+    }
+    assert doc["cpu_seconds"] > 0 and doc["threads"] >= 1
     for entry in doc["methods"].values():
         assert entry["seeds"] == [0]
         for key in ("gt_known_loc", "top1_loc", "MaxBoxAccV2"):
@@ -134,6 +171,7 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
     markdown = (out / "results.md").read_text()
     assert "| method | Top-1 Cls | GT-known Loc | Top-1 Loc | MaxBoxAccV2 |" in markdown
     assert "| CAM |" in markdown and "| BAS |" in markdown
+    assert f"| whole-image box | - | - | - | {doc['whole_image']['MaxBoxAccV2']:.2f} |" in markdown
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # a second call reuses the finished runs and gives the same numbers

@@ -567,3 +567,50 @@ def test_metrics_import_without_torch():
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def one_pixel_maps(rng, size):
+    """Maps made of 1-pixel features: isolated pixels, 1-pixel lines and rings, 1-pixel holes,
+    diagonal chains touching only at corners, an island in a 1-pixel-wide moat, equal maxima."""
+    maps = []
+    dots = np.zeros((size, size))
+    dots[rng.integers(0, size, 40), rng.integers(0, size, 40)] = rng.choice([0.5, 0.75, 1.0], 40)
+    maps.append(dots)
+    lines = np.zeros((size, size))
+    lines[size // 3, 2:-2] = 1.0
+    lines[2:-2, size // 2] = 0.6
+    np.fill_diagonal(lines, 0.8)
+    np.fill_diagonal(lines[:, ::-1], 0.9)  # two diagonals crossing: 8-connected only
+    maps.append(lines)
+    ring = np.zeros((size, size))
+    ring[4:13, 4:13] = 1.0
+    ring[5:12, 5:12] = 0.0  # a 1-pixel-wide ring
+    ring[8, 8] = 1.0  # an island in its hole
+    ring[20:23, 20:23] = 0.7
+    ring[21, 21] = 0.2  # a 1-pixel hole
+    ring[0, :] = 0.4  # features on the border
+    ring[:, -1] = 0.45
+    maps.append(ring)
+    chain = np.zeros((size, size))
+    for k in range(0, size - 1, 2):
+        chain[k, k] = chain[k + 1, k + 1] = 1.0 - k / (2 * size)  # touching diagonally, falling values
+    chain[::4, 1::4] = 0.3
+    maps.append(chain)
+    maps.append((rng.random((size, size)) > 0.6) * rng.choice([0.5, 1.0], (size, size)))  # salt
+    return np.stack(maps)
+
+
+@pytest.mark.slow
+def test_box_evaluator_equals_the_reference_on_one_pixel_features():
+    rng = np.random.default_rng(200)
+    size = 28
+    maps = one_pixel_maps(rng, size)
+    gts = random_boxes(rng, len(maps), size)
+    ious = (0.05, 0.1, 0.3, 0.5, 0.7)
+    for multi_contour in (False, True):
+        evaluator = BoxEvaluator(ious, interval=0.001, multi_contour=multi_contour, num_workers=1)
+        evaluator.accumulate(maps, gts)
+        result = evaluator.compute()
+        reference = reference_box_hits(maps, gts, 0.001, ious, multi_contour)
+        for i, d in enumerate(ious):
+            np.testing.assert_array_equal(result["curve"]["accuracy"][d] * len(maps) / 100, reference[i])

@@ -38,7 +38,7 @@ but considers each distinct binary mask once (at most 256 per map, whatever the 
 the masks whose foreground extent cannot reach the smallest IoU threshold, traces only the masks
 not known to be a single component without holes (the others' one box is their foreground's
 extent), and evaluates the maps in a pool of worker processes while the caller produces more
-(``benchmarks/evaluate_maps.py`` measures it against the one-by-one procedure).
+(``benchmarks/evaluate_maps.py`` measures ``bas evaluate-maps`` against wsolevaluation's BoxEvaluator).
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ Wrappers: a plain state dict, ``{"state_dict": ...}``, ``{"model": ...}``, keys 
 or ``model.``, and Lightning checkpoints (``state_dict`` with a ``model.`` prefix, next to
 ``pytorch-lightning_version``, ``epoch``, ``global_step`` ...).
 
-The architecture of a file without metadata is the registered one whose backbone names and shapes
-equal the file's.
+Other methods' released files (the segmentation ones) are recognised by their method
+(``Method.read_released``), which also names their architecture. The architecture of any other
+file without metadata is the registered one whose backbone names and shapes equal the file's.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class Source:
     """What a checkpoint file holds: its tensors, its family and what it says about itself."""
 
     state_dict: dict[str, torch.Tensor]
-    source: str  # bas | cvpr2022 | ijcv2023 | state_dict | lightning | training_state
+    source: str  # bas | cvpr2022 | ijcv2023 | state_dict | lightning | training_state | a method's release
     document: dict[str, Any] = field(default_factory=dict)
 
 
@@ -83,9 +84,18 @@ def read_foreign(obj: Any, path: str | Path) -> Source:
 
 
 def plain_source(state_dict: dict[str, torch.Tensor]) -> Source:
-    """A bare state dict: ours when its keys are ``mid.`` / ``head.``, else the authors' (CVPR 2022)."""
+    """A bare state dict: ours when its keys are ``mid.`` / ``head.``, else a released file a method
+    recognises (``Method.read_released``), else the authors' WSOL naming (CVPR 2022)."""
     ours = any(k.startswith(BACKBONE) for k in normalise_keys(state_dict))
-    return Source(state_dict, "state_dict" if ours else "cvpr2022")
+    if ours:
+        return Source(state_dict, "state_dict")
+    stripped = strip_wrappers(state_dict)
+    for name in list_methods():
+        found = get_method(name).read_released(stripped)
+        if found is not None:
+            tensors, document = found
+            return Source(tensors, document["source"], dict(document))
+    return Source(state_dict, "cvpr2022")
 
 
 # -------------------------------------------------------------------------------- key handling

@@ -30,13 +30,20 @@ def add_parser(sub) -> None:
         "--quick", action="store_true", help="a tiny run for smoke tests (seconds, meaningless numbers)"
     )
     p.add_argument("--rerun", action="store_true", help="train again even where a finished run exists")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     add_config_args(p)
     add_device_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from bas.engine.compare import checkpoint_words, format_table, load_benchmark, run_benchmark
+    from bas.engine.compare import (
+        checkpoint_words,
+        format_table,
+        load_benchmark,
+        run_benchmark,
+        use_threads,
+    )
     from bas.errors import ConfigError
 
     bench = load_benchmark(args.benchmark, quick=args.quick)
@@ -50,8 +57,10 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs:
         overrides.append(f"optim.epochs={args.epochs}")
     output = Path(args.output or Path("bas_benchmark") / bench.name)
+    threads = use_threads(args.threads)
     print(
-        f"bas benchmark {bench.name}: {', '.join(bench.methods)} x {bench.seeds} seed(s), output in {output}"
+        f"bas benchmark {bench.name}: {', '.join(bench.methods)} x {bench.seeds} seed(s), "
+        f"{threads} torch thread(s), output in {output}"
     )
     document = run_benchmark(
         bench,
@@ -65,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"test split, {checkpoint_words(bench)}, thresholds chosen on val; mean ± std over {bench.seeds} seed(s):"
     )
-    print(format_table(document["methods"]))
+    print(format_table(document["methods"], whole_image=document["whole_image"]["MaxBoxAccV2"]))
     print()
-    print(f"wall time {document['wall_seconds']:.0f} s")
+    print(f"wall time {document['wall_seconds']:.0f} s, CPU time {document['cpu_seconds']:.0f} s")
     print(f"results: {output / 'results.json'}  {output / 'results.md'}")
     print(f"figure: {document['files']['figure']}")
     return 0

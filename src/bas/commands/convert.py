@@ -1,6 +1,7 @@
 """``bas convert SRC DST``: rewrite any supported checkpoint as our self-describing ``.safetensors`` file.
 
-SRC may be a released CVPR 2022 or IJCV 2023 file, a state dict (plain, under ``state_dict`` or
+SRC may be a released CVPR 2022 or IJCV 2023 file, a released segmentation file (the BAS network,
+IRN's ``res50_cam.pth``), a state dict (plain, under ``state_dict`` or
 ``model``, behind ``module.`` / ``model.`` prefixes, or a Lightning checkpoint), a training-state
 file or one of ours. What the file does not say (architecture, class count, variant) is inferred from its keys
 and shapes unless given; the authors' best threshold and the paper defaults are kept as the

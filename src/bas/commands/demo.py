@@ -1,4 +1,10 @@
-"""``bas demo``: generate the synthetic dataset, train BAS on the CPU, evaluate, write metrics and pictures."""
+"""``bas demo``: generate the synthetic dataset, train BAS (and CAM with ``--compare``), evaluate, write
+metrics and pictures.
+
+The demo reads the recipe of ``bas benchmark synthetic`` (``configs/demo.yaml``, through
+``configs/benchmark/synthetic.yaml``), so one seed of the benchmark and ``bas demo --seed N`` train
+the same models.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +12,33 @@ import argparse
 import time
 from pathlib import Path
 
-from bas.commands._common import (
-    add_config_args,
-    add_device_args,
-    add_output_arg,
-    format_metrics,
-    resolve_device,
-)
+from bas.commands._common import add_config_args, add_device_args, add_output_arg, resolve_device
+
+#: Why the demo evaluates the checkpoint it does (the benchmark file's ``checkpoint`` setting).
+WHY = {
+    "final": "the final model, as `bas benchmark synthetic` evaluates it; the trainer's best.safetensors "
+    "is chosen on a val split of 40 images, where early maps can score well before the classifier has learnt",
+    "best": "the trainer's best on val, as the benchmark file asks (checkpoint: best)",
+}
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "demo",
         help="train and evaluate BAS on the built-in synthetic data (CPU, minutes)",
-        description="Generates the synthetic WSOL dataset if missing, trains BAS with the 'demo' "
-        "recipe, chooses the threshold on the held-out val split, evaluates on test "
-        "and writes metrics.json and a grid of heatmap/box overlays.",
+        description="Generates the synthetic WSOL dataset if missing, trains BAS with the recipe of "
+        "`bas benchmark synthetic` (configs/demo.yaml), chooses the threshold on the held-out val "
+        "split, evaluates the final model on test and writes metrics.json and a grid of heatmap/box "
+        "overlays. --compare also trains CAM on the same data and seed and draws both side by side.",
     )
     add_output_arg(
-        p, default="bas_demo", help="folder for the data, the run and the results (default: bas_demo)"
+        p, default="bas_demo", help="folder for the data, the runs and the results (default: bas_demo)"
     )
+    p.add_argument("--seed", type=int, default=0, help="training seed (the data is fixed; default 0)")
+    p.add_argument("--compare", action="store_true", help="also train CAM under the same budget and compare")
     p.add_argument("--arch", help="backbone (default: the recipe's, resnet18)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument(
         "--quick", action="store_true", help="a tiny run for smoke tests (seconds, meaningless numbers)"
     )
@@ -36,65 +47,124 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-QUICK = [
-    "data.synthetic.images_per_class=12",
-    "data.synthetic.image_size=64",
-    "data.input_size=48",
-    "data.resize_size=56",
-    "data.batch_size=8",
-    "data.options.val_per_class=2",
-    "data.workers=0",
-    "model.hidden=32",
-    "optim.epochs=1",
-    "eval.every=1",
-]
-
-
 def run(args: argparse.Namespace) -> int:
-    from bas.checkpoints import load_checkpoint
-    from bas.config import load_config
-    from bas.engine.evaluate import evaluate_split, write_evaluation
-    from bas.engine.train import FINAL, train
+    from bas.checkpoints import load_checkpoint, read_checkpoint_metadata
+    from bas.engine import compare
+    from bas.engine.evaluate import write_evaluation
+    from bas.engine.train import BEST
+    from bas.io import write_json
 
     out = Path(args.output)
-    overrides = [f"data.root={out / 'data'}", f"train.output_dir={out / 'run'}"]
-    if args.quick:
-        overrides += QUICK
+    bench = compare.load_benchmark("synthetic", quick=args.quick)
+    threads = compare.use_threads(args.threads)
+    overrides = [f"data.root={out / 'data'}"]
     if args.arch:
         overrides.append(f"model.arch={args.arch}")
     if args.epochs:
         overrides.append(f"optim.epochs={args.epochs}")
-    cfg = load_config("demo", overrides + list(args.overrides))
+    overrides += list(args.overrides)
+    methods = ["CAM", "BAS"] if args.compare else ["BAS"]
     device = resolve_device(args.device)
     progress = not args.no_progress
-    start = time.perf_counter()
-    print(f"bas demo: synthetic data in {out / 'data'}, run in {out / 'run'}")
-    train(cfg, progress=progress, device=device)
-    run_dir = Path(cfg["train"]["output_dir"])
-    # the last epoch's model, as `bas benchmark synthetic` evaluates it (early maps can score well on
-    # a small val split before the classifier has learnt; the threshold is still chosen on val)
-    checkpoint = run_dir / FINAL
-    model = load_checkpoint(checkpoint, map_location=device)
-    report = evaluate_split(
-        model,
-        cfg,
-        cfg["data"]["test_split"],
-        select_on=cfg["data"]["val_split"],
-        device=device,
-        progress=progress,
+    start, cpu_start = time.perf_counter(), compare.cpu_seconds()
+    print(
+        f"bas demo: {' and '.join(methods)}, seed {args.seed}, {threads} torch thread(s); "
+        f"synthetic data in {out / 'data'}"
     )
-    report.result["checkpoint"] = str(checkpoint)
+    runs: dict[str, compare.RunResult] = {}
+    configs: dict[str, dict] = {}
+    for method in methods:
+        cfg = configs[method] = compare.method_config(
+            bench, method, seed=args.seed, output=out, overrides=overrides
+        )
+        cfg["train"]["output_dir"] = str(out / ("run" if method == "BAS" else f"run_{method.lower()}"))
+        reuse = compare.run_is_finished(cfg)
+        print(
+            f"[{method}] {'reusing the finished run' if reuse else 'training'} in {cfg['train']['output_dir']}"
+        )
+        runs[method] = compare.train_and_evaluate(
+            method, cfg, checkpoint=bench.checkpoint, device=device, progress=progress, reuse=reuse
+        )
+    bas, cfg = runs["BAS"], configs["BAS"]
+    whole = compare.whole_image_baseline(cfg)
+
+    # What was evaluated, and the trainer's `best` for contrast.
+    final_meta = read_checkpoint_metadata(bas.checkpoint).get("metrics") or {}
+    best_path = bas.run_dir / BEST
+    best_meta = (read_checkpoint_metadata(best_path).get("metrics") or {}) if best_path.is_file() else {}
+    checkpoint = {
+        "path": str(bas.checkpoint),
+        "epoch": final_meta.get("epoch"),
+        "why": WHY[bench.checkpoint],
+        "trainer_best": {
+            "path": str(best_path) if best_meta else None,
+            "epoch": best_meta.get("epoch"),
+            "select_metric": best_meta.get("select_metric"),
+            "val": (best_meta.get("val") or {}).get(best_meta.get("select_metric")),
+        },
+    }
+
     results = out / "results"
-    write_evaluation(results, report, model, cfg, save_vis=16, device=device)
-    r = report.result
-    print(
-        f"test ({r['num_images']} images, threshold {r['threshold']:.2f} chosen on val): {format_metrics(r)}"
+    model = load_checkpoint(bas.checkpoint, map_location=device)
+    r = bas.report.result
+    r.update(
+        checkpoint=str(bas.checkpoint),
+        checkpoint_choice=checkpoint,
+        whole_image=whole,
+        seed=args.seed,
+        threads=threads,
     )
+    write_evaluation(results, bas.report, model, cfg, save_vis=16, device=device)
+    files = [results / "metrics.json", results / "qualitative.png"]
+    if args.compare:
+        cam = runs["CAM"]
+        figure = compare.save_comparison_figure(
+            results / "comparison.png",
+            {
+                name: (load_checkpoint(run.checkpoint, map_location=device), float(run.result["threshold"]))
+                for name, run in runs.items()
+            },
+            bas.report.dataset,
+            n=bench.figure_images,
+            top_k=cfg["eval"]["top_k"],
+            device=device,
+        )
+        write_json(
+            results / "compare.json",
+            {
+                "seed": args.seed,
+                "methods": {
+                    name: {"checkpoint": str(run.checkpoint), **compare.run_metrics(run.result)}
+                    for name, run in runs.items()
+                },
+                "BAS - CAM": {key: bas.result[key] - cam.result[key] for key, _ in compare.TABLE_METRICS},
+                "whole_image": whole,
+            },
+        )
+        files += [results / "compare.json", figure]
+    wall, cpu = time.perf_counter() - start, compare.cpu_seconds() - cpu_start
+
+    print()
     print(
-        f"GT-known Loc {r['gt_known_loc']:.2f}   Top-1 Loc {r['top1_loc']:.2f}   "
-        f"MaxBoxAccV2 {r['MaxBoxAccV2']:.2f}"
+        f"test split ({r['num_images']} images), seed {args.seed}; thresholds of GT-known / Top-1 Loc "
+        "chosen on val (MaxBoxAccV2 needs none)"
     )
-    print(f"metrics: {results / 'metrics.json'}")
-    print(f"overlays: {results / 'qualitative.png'}")
-    print(f"checkpoint: {checkpoint}   ({time.perf_counter() - start:.0f} s)")
+    table = compare.summarize(list(runs.values()))
+    print(compare.format_table(table, whole_image=whole["MaxBoxAccV2"]))
+    print(
+        f"{compare.WHOLE_IMAGE}: one box covering the whole image, the score of a method that localizes nothing"
+    )
+    print()
+    epoch = f" (epoch {checkpoint['epoch']})" if checkpoint["epoch"] is not None else ""
+    print(f"evaluated checkpoint: {bas.checkpoint}{epoch}: {checkpoint['why']}")
+    tb = checkpoint["trainer_best"]
+    if tb["path"] and tb["path"] != str(bas.checkpoint):
+        score = f" {tb['val']:.2f}" if isinstance(tb["val"], (int, float)) else ""
+        print(
+            f"not evaluated: {tb['path']} (the trainer's best: epoch {tb['epoch']}, "
+            f"val {tb['select_metric']}{score})"
+        )
+    for path in files:
+        print(f"wrote {path}")
+    print(f"wall time {wall:.0f} s, CPU time {cpu:.0f} s ({threads} torch thread(s), device {device})")
     return 0

@@ -5,7 +5,8 @@ A *benchmark* is a YAML file (shipped ones live in ``configs/benchmark/``)::
     seeds: 3              # training seeds 0 .. seeds-1
     figure_images: 8      # test images of the side-by-side figure
     checkpoint: final     # final: the last epoch's model | best: the best on val by eval.select_metric
-    common: {...}         # a training config (keys of default.yaml) shared by every method
+    recipe: demo          # optional: a training recipe every method starts from
+    common: {...}         # a training config (keys of default.yaml) shared by every method, over the recipe
     methods:              # display name -> the method's own keys, merged over `common`
       CAM: {method: cam, ...}
       BAS: {method: bas, ...}
@@ -15,7 +16,9 @@ For every method and seed the run goes through the ordinary code paths: :func:`b
 (the checkpoint evaluated is the final one or the one best on the val split), then :func:`bas.engine.evaluate.evaluate_split`
 on the test split with the threshold chosen on val. The per-seed results are aggregated as
 mean ± sample standard deviation and written as ``results.json`` and ``results.md``; ``comparison.png``
-shows the maps and boxes of every method (first seed) on the same test images.
+shows the maps and boxes of every method (first seed) on the same test images. The table also
+gives the MaxBoxAccV2 of the whole-image box (:func:`whole_image_baseline`), the score of a method
+that localizes nothing: a benchmark whose objects fill the image would make every method look good.
 
 A run whose folder already holds a final model trained with exactly the same config is reused,
 so an interrupted benchmark continues where it stopped.
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bas.config import default_config, dump_config, merge, parse_override, resolve_recipe
+from bas.config import default_config, dump_config, load_recipe, merge, parse_override, resolve_recipe
 from bas.errors import ConfigError
 
 #: (result key, column title) of the comparison table.
@@ -44,7 +47,9 @@ TABLE_METRICS = (
     ("top1_loc", "Top-1 Loc"),
     ("MaxBoxAccV2", "MaxBoxAccV2"),
 )
-_BENCHMARK_KEYS = frozenset({"seeds", "figure_images", "checkpoint", "common", "methods", "quick"})
+_BENCHMARK_KEYS = frozenset({"seeds", "figure_images", "checkpoint", "recipe", "common", "methods", "quick"})
+#: Row title of the whole-image baseline in the tables.
+WHOLE_IMAGE = "whole-image box"
 CHECKPOINTS = ("final", "best")
 _RUN_FILES = ("metrics.jsonl", "last.ckpt", "best.safetensors", "model.safetensors", "test_metrics.json")
 
@@ -60,6 +65,7 @@ class Benchmark:
     common: dict[str, Any]
     methods: dict[str, dict[str, Any]]
     quick_overrides: list[str] = field(default_factory=list)
+    recipe: str | None = None  # training recipe under ``common`` (e.g. ``demo``)
 
 
 @dataclass
@@ -75,6 +81,7 @@ class RunResult:
     train_cpu_seconds: float  # CPU time of this process during the training (data workers excluded)
     eval_seconds: float
     reused: bool
+    report: Any = None  # the test split's EvaluationReport (None for a run built by hand)
 
 
 # ---------------------------------------------------------------------------------- configuration
@@ -106,6 +113,7 @@ def load_benchmark(name: str | Path, *, quick: bool = False) -> Benchmark:
         checkpoint=data.get("checkpoint", "final"),
         common=data.get("common") or {},
         methods=data["methods"],
+        recipe=data.get("recipe"),
     )
     if quick:
         bench.seeds = int(quick_cfg.get("seeds", 1))
@@ -124,12 +132,15 @@ def method_config(
 ) -> dict[str, Any]:
     """The full training config of one (method, seed).
 
-    Merge order: default.yaml, ``common``, the quick overrides, the method's keys, ``overrides``
+    Merge order: default.yaml, the benchmark's ``recipe``, ``common``, the quick overrides, the method's keys, ``overrides``
     (the command line's, which therefore apply to every method). The run folder is
     ``<output>/runs/<method>/seed<seed>``; a synthetic dataset without an explicit root is generated
     under ``<output>/data/``, in a folder named after its parameters, and shared by every run.
     """
-    cfg = merge(default_config(), bench.common)
+    cfg = default_config()
+    if bench.recipe:
+        cfg = merge(cfg, load_recipe(bench.recipe))
+    cfg = merge(cfg, bench.common)
     for text in bench.quick_overrides:
         cfg = merge(cfg, parse_override(text))
     cfg = merge(cfg, bench.methods[method])
@@ -170,7 +181,7 @@ def train_and_evaluate(
     from bas.io import write_json
 
     run_dir = Path(cfg["train"]["output_dir"])
-    reused = reuse and _finished(cfg)
+    reused = reuse and run_is_finished(cfg)
     train_seconds = train_cpu_seconds = 0.0
     if not reused:
         for name in _RUN_FILES:  # leftovers of an older or interrupted run must not be mistaken for this one
@@ -201,6 +212,7 @@ def train_and_evaluate(
         train_cpu_seconds,
         eval_seconds,
         reused,
+        report,
     )
 
 
@@ -234,17 +246,54 @@ def run_metrics(result: dict[str, Any]) -> dict[str, float]:
     return flat
 
 
-def format_table(summary: dict[str, dict[str, Any]], markdown: bool = False) -> str:
-    """The comparison table (mean ± std over seeds), as aligned text or Markdown.
+def whole_image_boxacc(
+    gt_boxes: list[np.ndarray], sizes: list[tuple[int, int]], iou_thresholds=(0.3, 0.5, 0.7)
+) -> dict[str, Any]:
+    """MaxBoxAcc of the box that covers the whole image, what a constant map scores.
 
-    With two or more methods a last row gives the difference of the last method's means minus the
-    first's (e.g. BAS - CAM).
+    ``gt_boxes``: per image an (M, 4) array of ``[x0, y0, x1, y1]`` (inclusive corners, as
+    :mod:`bas.metrics`); ``sizes``: per image ``(height, width)``; ``iou_thresholds``: fractions.
+    Returns ``{"MaxBoxAcc": {iou: accuracy}, "MaxBoxAccV2": mean}``, accuracies in percent, keyed
+    like the evaluator's.
     """
+    from bas.metrics import best_iou, iou_fractions
+
+    whole = np.array([[0, 0, w - 1, h - 1] for h, w in sizes], dtype=np.float64).reshape(-1, 4)
+    ious = best_iou(whole, gt_boxes)
+    acc = {d: 100.0 * float(np.mean(ious >= d)) for d in iou_fractions(iou_thresholds)}
+    return {"MaxBoxAcc": acc, "MaxBoxAccV2": float(np.mean(list(acc.values())))}
+
+
+def whole_image_baseline(cfg: dict[str, Any], split: str | None = None) -> dict[str, Any]:
+    """:func:`whole_image_boxacc` on a split (default: the test split) as the evaluator sees it
+    (same test transform, boxes in the transformed image)."""
+    from bas.engine.data import make_dataset_split
+
+    dataset = make_dataset_split(cfg, split or cfg["data"]["test_split"], train=False)
+    boxes, sizes = [], []
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        boxes.append(sample["boxes"].numpy().reshape(-1, 4))
+        sizes.append(tuple(sample["image"].shape[-2:]))
+    return whole_image_boxacc(boxes, sizes, cfg["eval"]["iou_thresholds"])
+
+
+def format_table(
+    summary: dict[str, dict[str, Any]], markdown: bool = False, whole_image: float | None = None
+) -> str:
+    """The comparison table (mean ± std over seeds; the plain value when every method has one seed),
+    as aligned text or Markdown.
+
+    With two or more methods a row gives the difference of the last method's means minus the
+    first's (e.g. BAS - CAM); ``whole_image`` (a MaxBoxAccV2) adds the whole-image baseline's row.
+    """
+    single = all(len(entry[TABLE_METRICS[0][0]]["values"]) == 1 for entry in summary.values())
+
+    def cell(value: dict[str, Any]) -> str:
+        return f"{value['mean']:.2f}" if single else f"{value['mean']:.2f} ± {value['std']:.2f}"
+
     header = ["method", *(title for _, title in TABLE_METRICS)]
-    rows = [
-        [name, *(f"{entry[k]['mean']:.2f} ± {entry[k]['std']:.2f}" for k, _ in TABLE_METRICS)]
-        for name, entry in summary.items()
-    ]
+    rows = [[name, *(cell(entry[k]) for k, _ in TABLE_METRICS)] for name, entry in summary.items()]
     names = list(summary)
     if len(names) > 1:
         first, last = summary[names[0]], summary[names[-1]]
@@ -254,6 +303,8 @@ def format_table(summary: dict[str, dict[str, Any]], markdown: bool = False) -> 
                 *(f"{last[k]['mean'] - first[k]['mean']:+.2f}" for k, _ in TABLE_METRICS),
             ]
         )
+    if whole_image is not None:
+        rows.append([WHOLE_IMAGE, *(["-"] * (len(TABLE_METRICS) - 1)), f"{whole_image:.2f}"])
     if markdown:
         lines = [
             "| " + " | ".join(header) + " |",
@@ -266,6 +317,24 @@ def format_table(summary: dict[str, dict[str, Any]], markdown: bool = False) -> 
         "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
         for row in [header, *rows]
     )
+
+
+def use_threads(threads: int | None) -> int:
+    """Set torch's intra-op thread count (``None``: leave it); returns the count in use."""
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its finished child processes (data workers)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 # ---------------------------------------------------------------------------------------- figure
@@ -285,7 +354,7 @@ def save_comparison_figure(
     """The same ``n`` test images (spread evenly over ``dataset``) under every method, side by side.
 
     Each image gets one panel with its ground-truth box (green) and, per method, a panel with the
-    method's map, its box at its own threshold (red) and the IoU. ``models`` maps a method name to
+    method's map, its box at its own threshold (red), the ground truth again and the IoU. ``models`` maps a method name to
     ``(model, threshold)``.
     """
     import matplotlib.pyplot as plt
@@ -323,7 +392,12 @@ def save_comparison_figure(
         draw_panel(axes[r, c * per], pictures[i], None, [], gt[i], "image + GT box")
         for j, (name, (maps, boxes, ious)) in enumerate(panels.items(), start=1):
             draw_panel(
-                axes[r, c * per + j], pictures[i], maps[i], [boxes[i]], gt[i], f"{name}  IoU {ious[i]:.2f}"
+                axes[r, c * per + j],
+                pictures[i],
+                maps[i],
+                [boxes[i]],
+                gt[i],
+                f"{name} map + box, IoU {ious[i]:.2f}",
             )
     fig.tight_layout()
     return save_figure(fig, path)
@@ -351,14 +425,14 @@ def run_benchmark(
     from bas.io import write_json, write_text
 
     output = Path(output)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     runs: list[RunResult] = []
     configs: dict[str, dict[str, Any]] = {}
     for seed in range(bench.seeds):
         for method in bench.methods:
             cfg = method_config(bench, method, seed=seed, output=output, overrides=overrides)
             configs.setdefault(method, cfg)
-            action = "reusing the finished run" if reuse and _finished(cfg) else "training"
+            action = "reusing the finished run" if reuse and run_is_finished(cfg) else "training"
             log(f"[{method} seed {seed}] {action} in {cfg['train']['output_dir']}")
             run = train_and_evaluate(
                 method, cfg, checkpoint=bench.checkpoint, device=device, progress=progress, reuse=reuse
@@ -387,13 +461,17 @@ def run_benchmark(
         top_k=any_cfg["eval"]["top_k"],
         device=device,
     )
-    wall = time.perf_counter() - start
+    whole = whole_image_baseline(any_cfg)
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     document = {
         "benchmark": bench.name,
         "seeds": bench.seeds,
         "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "threads": torch.get_num_threads(),
         "settings": _shared_settings(any_cfg),
         "methods": summary,
+        "whole_image": whole,
         "runs": [
             {
                 "method": r.method,
@@ -416,7 +494,7 @@ def run_benchmark(
     return document
 
 
-def _finished(cfg: dict[str, Any]) -> bool:
+def run_is_finished(cfg: dict[str, Any]) -> bool:
     """Whether the run folder holds a final model trained with exactly this config."""
     from bas.engine.train import FINAL
 
@@ -452,9 +530,13 @@ def _markdown_report(bench: Benchmark, document: dict[str, Any]) -> str:
         f"test split, {checkpoint_words(bench)}, threshold of the paper metrics chosen on val; "
         "mean ± std over seeds.",
         "",
-        format_table(document["methods"], markdown=True),
+        format_table(document["methods"], markdown=True, whole_image=document["whole_image"]["MaxBoxAccV2"]),
         "",
-        f"Wall time: {document['wall_seconds']:.0f} s. Figure: `{Path(document['files']['figure']).name}`.",
+        f"`{WHOLE_IMAGE}`: the MaxBoxAccV2 of one box covering the whole image (a method that "
+        "localizes nothing).",
+        "",
+        f"Wall time: {document['wall_seconds']:.0f} s ({document['cpu_seconds']:.0f} s CPU, "
+        f"{document['threads']} torch thread(s)). Figure: `{Path(document['files']['figure']).name}`.",
         "",
     ]
     return "\n".join(lines)

@@ -4,8 +4,18 @@ SGD with nesterov momentum and four parameter groups: backbone weights (1x lr), 
 (2x), weights of the method's new layers (``Method.new_layers``: for BAS the classifier and the
 generator, for CAM the classifier and ``fc``) (10x) and their biases (20x).
 Like the reference code, BatchNorm scales count as weights and BatchNorm shifts as biases, and
-weight decay applies to every group. The learning rate decays by ``gamma`` every ``decay_every``
-epochs (``scheduler.step()`` once per epoch).
+weight decay applies to every group.
+
+Schedules (``optim.schedule``): ``step``, the WSOL papers' (the learning rate decays by ``gamma``
+every ``decay_every`` epochs; ``scheduler.step()`` once per epoch), and ``poly``, the segmentation
+code's (``lr_t = lr0 (1 - t / T) ** power`` at optimiser step t of T; ``scheduler.step()`` once per
+step, :func:`steps_per_update`).
+
+``optim.reference_quirks`` reproduces the optimiser of the authors' segmentation code exactly
+(docs/segmentation.md): the SGD momentum argument receives the weight decay value (1e-4, so no real
+momentum), bias parameters are not optimised (they keep their initial values), and the poly horizon
+``T`` counts steps of the per-GPU batch of a ``reference_gpus``-GPU run (batch / reference_gpus), so
+the learning rate ends near ``(1 - 1 / reference_gpus) ** power`` of lr0 instead of near 0.
 """
 
 from __future__ import annotations
@@ -51,21 +61,53 @@ def parameter_groups(
     ]
 
 
+SCHEDULES = ("step", "poly")
+
+
 def build_optimizer(model: nn.Module, optim_cfg: dict[str, Any]) -> torch.optim.SGD:
-    """Nesterov SGD over :func:`parameter_groups` with the ``optim`` section of a config."""
+    """SGD (nesterov per ``optim.nesterov``) over :func:`parameter_groups` with the ``optim`` section
+    of a config; ``reference_quirks`` as described in the module docstring."""
+    groups = parameter_groups(model, optim_cfg["lr"], optim_cfg["lr_mult"])
+    momentum = optim_cfg["momentum"]
+    if optim_cfg.get("reference_quirks"):
+        groups = [g for g in groups if not g["name"].endswith("_bias")]
+        momentum = optim_cfg["weight_decay"]
     return torch.optim.SGD(
-        parameter_groups(model, optim_cfg["lr"], optim_cfg["lr_mult"]),
+        groups,
         lr=optim_cfg["lr"],
-        momentum=optim_cfg["momentum"],
+        momentum=momentum,
         weight_decay=optim_cfg["weight_decay"],
         nesterov=optim_cfg["nesterov"],
     )
 
 
+def steps_per_update(optim_cfg: dict[str, Any]) -> bool:
+    """Whether the schedule steps once per optimiser step (``poly``) rather than once per epoch."""
+    return optim_cfg.get("schedule", "step") == "poly"
+
+
+def poly_horizon(optim_cfg: dict[str, Any], steps_per_epoch: int, num_samples: int, batch_size: int) -> int:
+    """``T`` of the poly schedule: the run's optimiser steps (``steps_per_epoch * epochs``), or with
+    ``reference_quirks`` the steps of the per-GPU batch of the reference run."""
+    epochs = int(optim_cfg["epochs"])
+    if optim_cfg.get("reference_quirks"):
+        per_gpu = max(1, batch_size // int(optim_cfg.get("reference_gpus", 1)))
+        return max(1, num_samples // per_gpu * epochs)
+    return max(1, steps_per_epoch * epochs)
+
+
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, optim_cfg: dict[str, Any]
-) -> torch.optim.lr_scheduler.StepLR:
-    """Step decay: every group's lr is multiplied by ``gamma`` after every ``decay_every`` epochs."""
+    optimizer: torch.optim.Optimizer, optim_cfg: dict[str, Any], total_steps: int | None = None
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """``step``: every group's lr is multiplied by ``gamma`` after every ``decay_every`` epochs.
+    ``poly``: ``lr0 * max(0, 1 - t / total_steps) ** power`` at optimiser step t."""
+    if steps_per_update(optim_cfg):
+        if total_steps is None:
+            raise ValueError("the poly schedule needs total_steps")
+        power = float(optim_cfg["power"])
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda t: max(0.0, 1.0 - t / total_steps) ** power
+        )
     return torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=int(optim_cfg["decay_every"]), gamma=optim_cfg["gamma"]
     )

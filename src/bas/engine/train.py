@@ -1,6 +1,7 @@
 """The training loop: one code path from a laptop CPU to many GPUs under ``torchrun``.
 
-* the papers' optimiser and step schedule (:mod:`bas.engine.optim`);
+* the papers' optimiser and schedules, step (per epoch) or poly (per step) (:mod:`bas.engine.optim`);
+* single-class or multi-hot labels, as the method's model takes them (``batch["label"]``);
 * mixed precision (``train.amp``: ``bf16``, or ``fp16`` with gradient scaling), channels_last,
   optional ``torch.compile``, gradient accumulation (``train.accum_steps`` micro-batches per step;
   ``data.batch_size`` is the global batch of one optimiser step, whatever the number of processes);
@@ -43,7 +44,14 @@ from bas.config import dump_config
 from bas.engine import distributed as D
 from bas.engine.data import eval_loader, make_dataset_split, per_rank_batch_size, train_loader
 from bas.engine.evaluate import autocast_context
-from bas.engine.optim import GROUP_NAMES, build_optimizer, build_scheduler
+from bas.engine.optim import (
+    GROUP_NAMES,
+    SCHEDULES,
+    build_optimizer,
+    build_scheduler,
+    poly_horizon,
+    steps_per_update,
+)
 from bas.errors import ConfigError, TrainingError
 from bas.io import to_json, write_json, write_text
 from bas.methods import get_method, list_methods
@@ -56,7 +64,7 @@ FINAL = "model.safetensors"
 LOG = "metrics.jsonl"
 AMP_MODES = (None, "bf16", "fp16")
 # Validation metrics that can select the best checkpoint (all: higher is better).
-SELECT_METRICS = ("MaxBoxAccV2", "top1_loc", "gt_known_loc", "top1_cls", "PxAP", "PIoU")
+SELECT_METRICS = ("MaxBoxAccV2", "top1_loc", "gt_known_loc", "top1_cls", "PxAP", "PIoU", "mAP")
 
 
 def seed_everything(seed: int) -> None:
@@ -93,6 +101,9 @@ def validate_config(cfg: dict[str, Any], world_size: int = 1) -> None:
     check_choice(cfg, "method", tuple(list_methods()))
     get_method(cfg["method"]).check_config(cfg)  # the method's own keys (model.hidden, loss.* ...)
     check_choice(cfg, "train.amp", AMP_MODES)
+    check_choice(cfg, "optim.schedule", SCHEDULES)
+    check_choice(cfg, "optim.reference_quirks", (False, True))
+    check_int(cfg, "optim.reference_gpus", 1)
     check_choice(cfg, "eval.select_metric", SELECT_METRICS)
     for key in (
         "data.batch_size",
@@ -106,7 +117,7 @@ def validate_config(cfg: dict[str, Any], world_size: int = 1) -> None:
     for key in ("data.workers", "eval.every", "train.checkpoint_every_steps", "train.seed"):
         check_int(cfg, key, 0)
     check_int(cfg, "train.max_steps", 1, optional=True)
-    for key in ("optim.lr", "optim.gamma"):
+    for key in ("optim.lr", "optim.gamma", "optim.power"):
         check_number(cfg, key, positive=True)
     for key in ("optim.momentum", "optim.weight_decay"):
         check_number(cfg, key)
@@ -183,7 +194,6 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.optimizer = build_optimizer(model, cfg["optim"])
-        self.scheduler = build_scheduler(self.optimizer, cfg["optim"])
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=tcfg["amp"] == "fp16")
         self.loader = train_loader(
             self.train_set, cfg, rank=env.rank, world_size=env.world_size, device=env.device
@@ -194,6 +204,11 @@ class Trainer:
                 f"the training split has {len(self.train_set)} images, fewer than one step "
                 f"(data.batch_size={cfg['data']['batch_size']})"
             )
+        self.schedule_per_step = steps_per_update(cfg["optim"])
+        horizon = poly_horizon(
+            cfg["optim"], self.steps_per_epoch, len(self.train_set), int(cfg["data"]["batch_size"])
+        )
+        self.scheduler = build_scheduler(self.optimizer, cfg["optim"], horizon)
         self.epoch, self.step, self.batch_in_epoch = 0, 0, 0
         self.best: float | None = None
         self.last_metrics: dict[str, Any] = {}
@@ -364,6 +379,8 @@ class Trainer:
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
+            if self.schedule_per_step:
+                self.scheduler.step()
         return values
 
     def train_epoch(self) -> tuple[dict[str, float], bool]:
@@ -502,7 +519,8 @@ class Trainer:
                     break
                 self.epoch += 1
                 self.batch_in_epoch = 0
-                self.scheduler.step()
+                if not self.schedule_per_step:
+                    self.scheduler.step()
                 record: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch, "step": self.step, **stats}
                 if self._validation_due():
                     record.update(self._validate_and_keep_best())

@@ -12,7 +12,8 @@ which declares everything the rest of the package asks about it:
 * ``new_layers``: parameter-name prefixes of the method's layers (the 10x / 20x learning-rate
   groups of :mod:`bas.engine.optim`);
 * ``config_defaults``: the config keys it reads, with their defaults; ``check_config``: their checks;
-* ``validate``: the validation hook of the trainer (metrics and the chosen threshold).
+* ``validate``: the validation hook of the trainer (metrics and the chosen threshold);
+* ``read_released``: recognises the authors' released files of the method (``bas convert``).
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ class WSOLModel(nn.Module):
                     nn.init.normal_(module.weight, 0.0, 0.02)
                 else:
                     nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def head_maps(self, feat: torch.Tensor, *, frozen: bool = False) -> torch.Tensor:
         """``classifier(head(feat))``, (B, C, H', W'); ``frozen`` runs both with detached parameters
@@ -236,6 +238,14 @@ class Method:
     def infer_options(self, state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
         """``num_classes`` and the options a state dict in our naming implies (files without metadata)."""
         raise NotImplementedError
+
+    def read_released(
+        self, state_dict: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """A released file of this method in another naming (wrapper prefixes stripped):
+        ``(state dict, metadata fields)`` with keys :func:`~bas.checkpoints.convert_state_dict`
+        maps and at least ``method``, ``arch`` and ``source``; None when ``state_dict`` is not one."""
+        return None
 
     # ---------------------------------------------------------------------------- training
 
