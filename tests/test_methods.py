@@ -175,7 +175,7 @@ def test_a_new_method_needs_nothing_but_its_module(toy_method, tmp_path):
 
 def test_every_architecture_belongs_to_a_family_with_input_conventions():
     families = {get_spec(arch).family.name for arch in list_models()}
-    assert families == {"vgg", "resnet", "mobilenet_v1", "inception_v3", "resnet_os16"}
+    assert families == {"vgg", "resnet", "mobilenet_v1", "inception_v3", "resnet_os16", "vit"}
     for arch in list_models():
         family = get_spec(arch).family
         assert isinstance(family, Family) and callable(family.load_pretrained)

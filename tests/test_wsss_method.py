@@ -276,8 +276,8 @@ def test_poly_schedule_and_the_reference_quirks():
 
 
 def test_schedule_keys_are_checked():
-    with pytest.raises(ConfigError, match="optim.schedule must be one of step, poly"):
-        validate_config(_cfg("optim.schedule=cosine"))
+    with pytest.raises(ConfigError, match="optim.schedule must be one of step, cosine, poly"):
+        validate_config(_cfg("optim.schedule=linear"))
     with pytest.raises(ConfigError, match="optim.reference_quirks"):
         validate_config(_cfg("optim.reference_quirks=maybe"))
 

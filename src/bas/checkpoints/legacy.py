@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bas._optional import MissingExtraError
 from bas.checkpoints.keys import BACKBONE, mismatch_report, strip_wrappers, unwrap_model
 from bas.checkpoints.safe import is_tensor_dict
 from bas.errors import CheckpointError
@@ -170,7 +171,10 @@ def infer_arch(state_dict: Mapping[str, torch.Tensor]) -> str:
     found = _backbone_shapes(normalise_keys(state_dict))
     best, best_score = "", -1
     for arch in list_models():
-        expected = dict(_arch_signature(arch))
+        try:
+            expected = dict(_arch_signature(arch))
+        except MissingExtraError:  # a family whose optional dependency is not installed
+            continue
         if expected == found:
             return arch
         score = sum(found.get(k) == shape for k, shape in expected.items())

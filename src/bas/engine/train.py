@@ -46,6 +46,7 @@ from bas.engine.data import eval_loader, make_dataset_split, per_rank_batch_size
 from bas.engine.evaluate import autocast_context
 from bas.engine.optim import (
     GROUP_NAMES,
+    OPTIMIZERS,
     SCHEDULES,
     build_optimizer,
     build_scheduler,
@@ -102,6 +103,7 @@ def validate_config(cfg: dict[str, Any], world_size: int = 1) -> None:
     get_method(cfg["method"]).check_config(cfg)  # the method's own keys (model.hidden, loss.* ...)
     check_choice(cfg, "train.amp", AMP_MODES)
     check_choice(cfg, "optim.schedule", SCHEDULES)
+    check_choice(cfg, "optim.optimizer", OPTIMIZERS)
     check_choice(cfg, "optim.reference_quirks", (False, True))
     check_int(cfg, "optim.reference_gpus", 1)
     check_choice(cfg, "eval.select_metric", SELECT_METRICS)

@@ -55,14 +55,18 @@ EPS = 1e-8
 def make_classifier(
     in_channels: int, num_classes: int, hidden: int = 1024, final_relu: bool = False
 ) -> nn.Sequential:
-    """``classifier_cls``: conv3x3 - ReLU - conv3x3 - ReLU - conv1x1 (- ReLU in the CVPR 2022 code)."""
-    layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, hidden, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(hidden, hidden, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(hidden, num_classes, 1),
-    ]
+    """``classifier_cls``: conv3x3 - ReLU - conv3x3 - ReLU - conv1x1 (- ReLU in the CVPR 2022 code).
+
+    ``hidden`` 0: the conv1x1 alone (the vision transformers' classifier, docs/vit.md).
+    """
+    layers: list[nn.Module] = [nn.Conv2d(hidden or in_channels, num_classes, 1)]
+    if hidden:
+        layers[:0] = [
+            nn.Conv2d(in_channels, hidden, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, padding=1),
+            nn.ReLU(inplace=True),
+        ]
     if final_relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -262,7 +266,10 @@ class BAS(Method):
     def infer_options(self, state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
         return {
             "num_classes": infer_size(state_dict, "generator.0.weight"),
-            "hidden": infer_size(state_dict, "classifier.0.weight"),
+            # hidden 0: the conv1x1 alone (no classifier.2)
+            "hidden": infer_size(state_dict, "classifier.0.weight")
+            if "classifier.2.weight" in state_dict
+            else 0,
         }
 
     def loss(
@@ -273,6 +280,6 @@ class BAS(Method):
 
     def check_config(self, cfg: dict[str, Any]) -> None:
         check_choice(cfg, "model.variant", VARIANTS)
-        check_int(cfg, "model.hidden", 1)
+        check_int(cfg, "model.hidden", 0)  # 0: a conv1x1 classifier (vision transformers)
         for key in ("loss.alpha", "loss.beta"):
             check_number(cfg, key)
