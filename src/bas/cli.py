@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "predict",
     "export",
     "explore",
+    "report",
     "convert",
     "data",
     "benchmark",
