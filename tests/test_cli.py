@@ -126,6 +126,17 @@ CANONICAL = {
     "convert": ["a.pth", "b.safetensors", "--arch", "resnet50", "--variant", "cvpr2022"],
     "data check": ["cub", "d"],
     "data list": [],
+    "report": [
+        "run",
+        "--output",
+        "o",
+        "--checkpoint",
+        "m.safetensors",
+        "--data-root",
+        "d",
+        "--device",
+        "cpu",
+    ],
 }
 
 

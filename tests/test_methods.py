@@ -30,14 +30,14 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "bas"
 
 
 def test_list_and_get_methods():
-    assert {"bas", "cam", "multilabel_bas", "multilabel_cam"} <= set(bas.list_methods())
+    assert {"adl", "bas", "cam", "has", "multilabel_bas", "multilabel_cam"} <= set(bas.list_methods())
     assert bas.list_methods() == sorted(bas.list_methods())
     assert methods.get_method("cam").name == "cam"
-    with pytest.raises(ValueError, match="unknown method 'has'; expected one of bas, cam"):
-        methods.get_method("has")
+    with pytest.raises(ValueError, match="unknown method 'toy'; expected one of adl, bas, cam, has"):
+        methods.get_method("toy")
 
 
-@pytest.mark.parametrize("name", ["bas", "cam"])
+@pytest.mark.parametrize("name", ["bas", "cam", "has", "adl"])
 def test_each_method_declares_its_seam(name):
     method = methods.get_method(name)
     assert method.label_type in ("single", "multi_hot")

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "predict",
     "export",
     "explore",
+    "report",
     "convert",
     "data",
     "benchmark",

@@ -8,7 +8,9 @@ Conventions:
 * :func:`maps_to_boxes` binarises with ``map > threshold``, keeps the 8-connected component with
   the most pixels and returns its bounding box ``[x0, y0, x1, y1]`` with x1 / y1 *exclusive*, in
   pixels of the map; when no pixel passes, the box is the whole map ``[0, 0, W, H]``. That is the
-  box form of every API; :mod:`bas.metrics` applies the protocol's inclusive-pixel IoU to it.
+  box form of every API; :mod:`bas.metrics` applies the protocol's inclusive-pixel IoU to it;
+* :func:`component_boxes` returns every component (above an area fraction) with its box and the
+  mean map value inside it, for multi-object output.
 """
 
 from __future__ import annotations
@@ -84,4 +86,28 @@ def maps_to_masks(maps: torch.Tensor | np.ndarray, threshold: float, largest_onl
         if found is not None:
             labels, best, _ = found
             out[i] = labels == best
+    return out
+
+
+def component_boxes(
+    maps: torch.Tensor | np.ndarray, threshold: float, min_area: float = 0.0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every 8-connected component of ``map > threshold``, for each map of a batch.
+
+    Components with fewer than ``min_area * H * W`` pixels are dropped. Returns, per map, the boxes
+    ``(N, 4)`` int64 ``[x0, y0, x1, y1]`` (x1 / y1 exclusive) and the mean map value inside each
+    component ``(N,)`` float32, largest component first; ``N`` is 0 when nothing passes.
+    """
+    out = []
+    for values in _as_numpy_maps(maps).astype(np.float32, copy=False):
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(
+            (values > threshold).astype(np.uint8), connectivity=8
+        )
+        area = stats[1:, cv2.CC_STAT_AREA]
+        sums = np.bincount(labels.ravel(), weights=values.ravel(), minlength=count)[1:]
+        keep = np.flatnonzero(area >= max(min_area * values.size, 1))
+        keep = keep[np.argsort(-area[keep], kind="stable")]
+        x, y, w, h = stats[1:][keep, :4].T.astype(np.int64)
+        boxes = np.stack([x, y, x + w, y + h], axis=1).reshape(-1, 4)
+        out.append((boxes, (sums[keep] / area[keep]).astype(np.float32)))
     return out

@@ -16,6 +16,14 @@ back to the original image by :func:`map_to_original`:
 The mask is the largest 8-connected component of ``map > threshold`` on that original-size map and
 the box its bounding box (x1 / y1 exclusive), both from :mod:`bas.localization`; when no pixel
 passes, the mask is empty and the box is the whole image. See ``docs/inference.md``.
+
+With ``multi=True`` :meth:`Localizer.predict` also returns every object (:class:`Detection`): for
+each class whose probability reaches ``class_threshold`` (the top-1 class always), that class's
+own map (the model run with the class as label, ``top_k=1``) is carried back the same way, and each
+8-connected component of ``map > threshold`` covering at least ``min_area`` of the image gives a box
+scored ``mean map value inside the component x class probability``; boxes of one class that overlap
+by more than ``nms_iou`` are reduced to the best one (``torchvision.ops.batched_nms``).
+:func:`coco_detections` writes predictions in the COCO format.
 """
 
 from __future__ import annotations
@@ -35,9 +43,38 @@ from torchvision.transforms import v2
 
 from bas.data.transforms import IMAGENET_MEAN, IMAGENET_STD, default_resize_size, test_transform
 from bas.io import read_image
-from bas.localization import localization_maps, maps_to_boxes, maps_to_masks, upsample_maps
+from bas.localization import (
+    component_boxes,
+    localization_maps,
+    maps_to_boxes,
+    maps_to_masks,
+    upsample_maps,
+)
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+
+
+@dataclass
+class Detection:
+    """One object of a multi-object prediction (original-image pixels).
+
+    Attributes:
+        label, class_name: its class. score: mean map value inside the component x class probability.
+        box: ``(x0, y0, x1, y1)``, x1 / y1 exclusive.
+    """
+
+    label: int
+    class_name: str
+    score: float
+    box: tuple[int, int, int, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "class_name": self.class_name,
+            "score": self.score,
+            "box": list(self.box),
+        }
 
 
 @dataclass
@@ -54,6 +91,7 @@ class Prediction:
         map: float32 ``(H, W)`` fused foreground map in [0, 1].
         mask: bool ``(H, W)``, the largest 8-connected component of ``map > threshold``.
         threshold: the threshold used; top_k: the number of class maps fused; crop: the mode.
+        objects: with ``multi=True``, every object found, best score first; None otherwise.
     """
 
     label: int
@@ -66,11 +104,18 @@ class Prediction:
     threshold: float
     top_k: int
     crop: bool
+    objects: list[Detection] | None = None
 
     @property
     def image_size(self) -> tuple[int, int]:
         """``(W, H)`` of the original image."""
         return int(self.map.shape[1]), int(self.map.shape[0])
+
+    def detections(self) -> list[Detection]:
+        """Every object with ``multi=True``, else the one box scored by the class probability."""
+        if self.objects is not None:
+            return list(self.objects)
+        return [Detection(self.label, self.class_name, self.score, self.box)]
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-serialisable part (no map or mask)."""
@@ -84,6 +129,7 @@ class Prediction:
             "threshold": self.threshold,
             "top_k": self.top_k,
             "crop": self.crop,
+            **({} if self.objects is None else {"objects": [o.to_json() for o in self.objects]}),
         }
 
 
@@ -236,6 +282,10 @@ class Localizer:
         threshold: float | None = None,
         crop: bool = True,
         batch_size: int = 16,
+        multi: bool = False,
+        class_threshold: float = 0.1,
+        min_area: float = 0.01,
+        nms_iou: float = 0.5,
     ) -> list[Prediction]:
         """Classify and localise images; one :class:`Prediction` per image, in input order.
 
@@ -246,11 +296,18 @@ class Localizer:
             threshold: on the normalised map (default: the checkpoint's).
             crop: the paper's Resize + CenterCrop (True) or a plain resize of the whole image.
             batch_size: images per forward pass.
+            multi: also find every object (``Prediction.objects``, see the module doc) of the
+                classes whose probability is at least ``class_threshold`` (the top-1 class always),
+                one per component of at least ``min_area`` (a fraction of the image), after
+                class-wise NMS at IoU ``nms_iou``.
 
         Always returns a list, also for a single image.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0.0 <= min_area <= 1.0:
+            raise ValueError(f"min_area is a fraction of the image in [0, 1], got {min_area}")
+        multi_args = (float(class_threshold), float(min_area), float(nms_iou)) if multi else None
         top_k = self.top_k if top_k is None else int(top_k)
         threshold = self.threshold if threshold is None else float(threshold)
         if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)) or (
@@ -259,11 +316,18 @@ class Localizer:
             images = [images]
         predictions: list[Prediction] = []
         for chunk in _batches(list(images), batch_size):
-            predictions += self._predict_batch([load_image(im) for im in chunk], top_k, threshold, crop)
+            predictions += self._predict_batch(
+                [load_image(im) for im in chunk], top_k, threshold, crop, multi_args
+            )
         return predictions
 
     def _predict_batch(
-        self, images: list[torch.Tensor], top_k: int, threshold: float, crop: bool
+        self,
+        images: list[torch.Tensor],
+        top_k: int,
+        threshold: float,
+        crop: bool,
+        multi: tuple[float, float, float] | None = None,
     ) -> list[Prediction]:
         batch = torch.stack([self.preprocess(im, crop) for im in images]).to(self.device)
         out = self.model(batch, top_k=top_k)
@@ -290,7 +354,63 @@ class Localizer:
                     crop=crop,
                 )
             )
+        if multi is not None:
+            for pred, objects in zip(
+                predictions, self._objects(batch, probs, images, threshold, crop, *multi)
+            ):
+                pred.objects = objects
         return predictions
+
+    def _objects(
+        self,
+        batch: torch.Tensor,
+        probs: torch.Tensor,
+        images: list[torch.Tensor],
+        threshold: float,
+        crop: bool,
+        class_threshold: float,
+        min_area: float,
+        nms_iou: float,
+    ) -> list[list[Detection]]:
+        """Every object of each image of a batch (see :meth:`predict`, ``multi``)."""
+        from torchvision.ops import batched_nms
+
+        ranked = probs.argsort(dim=1, descending=True)
+        chosen = [
+            [int(k) for k in row if probs[i, k] >= class_threshold] or [int(row[0])]
+            for i, row in enumerate(ranked)
+        ]
+        slots = max(len(c) for c in chosen)
+        # one forward pass per class slot: the j-th chosen class of every image as its label
+        class_maps = []
+        for j in range(slots):
+            labels = torch.tensor([c[j] if j < len(c) else c[0] for c in chosen], device=self.device)
+            out = self.model(batch, labels, top_k=1)
+            class_maps.append(localization_maps(out.fg_map.float(), batch.shape[-2:]).cpu())
+        results = []
+        for i, (image, classes) in enumerate(zip(images, chosen)):
+            height, width = image.shape[-2:]
+            maps = torch.stack([class_maps[j][i] for j in range(len(classes))])
+            full = map_to_original(maps, (width, height), crop=crop, resize_size=self.resize_size)
+            boxes, scores, labels = [], [], []
+            for label, (found, means) in zip(classes, component_boxes(full, threshold, min_area)):
+                boxes.append(torch.from_numpy(found))
+                scores.append(torch.from_numpy(means) * probs[i, label])
+                labels.append(torch.full((len(found),), label))
+            boxes, scores, labels = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
+            keep = batched_nms(boxes.float(), scores.float(), labels, nms_iou)  # best score first
+            results.append(
+                [
+                    Detection(
+                        int(labels[k]),
+                        self.class_name(int(labels[k])),
+                        float(scores[k]),
+                        tuple(int(v) for v in boxes[k]),
+                    )
+                    for k in keep.tolist()
+                ]
+            )
+        return results
 
 
 def write_prediction_files(
@@ -327,7 +447,7 @@ def write_prediction_files(
         files["overlay"],
         image,
         pred.map,
-        pred_boxes=[pred.box],
+        pred_boxes=[pred.box] if pred.objects is None else [o.box for o in pred.objects],
         title=f"{pred.class_name} ({pred.score:.2f})"[:40],
         pred_label=f"{pred.class_name} ({pred.score:.2f})"[:40],
     )
@@ -338,3 +458,37 @@ def write_prediction_files(
     if masks:
         save_mask(files["mask"], pred.mask)
     return {key: path.relative_to(out_dir).as_posix() for key, path in files.items()}
+
+
+def coco_detections(
+    entries: Sequence[tuple[str, tuple[int, int], Sequence[Detection]]],
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Detections as a COCO-format file: ``images`` (``id`` from 1 in input order, ``file_name``,
+    ``width``, ``height``), ``categories`` (``id = class index + 1``, ``name``) and ``annotations``
+    (``bbox = [x, y, w, h]`` in image pixels, ``score``, ``area``, ``iscrowd = 0``).
+
+    ``entries`` are ``(file name, (W, H), detections)`` (:meth:`Prediction.detections`);
+    ``class_names`` name the categories (default: the classes that occur, named as detected).
+    ``annotations`` alone is a COCO results list (``COCO.loadRes``).
+    """
+    images, annotations, seen = [], [], {}
+    for image_id, (name, (width, height), detections) in enumerate(entries, start=1):
+        images.append({"id": image_id, "file_name": str(name), "width": int(width), "height": int(height)})
+        for obj in detections:
+            x0, y0, x1, y1 = (int(v) for v in obj.box)
+            seen.setdefault(obj.label, obj.class_name)
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": obj.label + 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "score": float(obj.score),
+                    "iscrowd": 0,
+                }
+            )
+    names = dict(enumerate(class_names)) if class_names else dict(sorted(seen.items()))
+    categories = [{"id": label + 1, "name": name} for label, name in names.items()]
+    return {"images": images, "annotations": annotations, "categories": categories}

@@ -1,4 +1,4 @@
-"""``bas benchmark``: train CAM and BAS under the same budget and compare their localization."""
+"""``bas benchmark``: train methods (CAM, HaS, ADL, BAS) under the same budget and compare their localization."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from bas.commands._common import (
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "benchmark",
-        help="compare CAM and BAS under the same budget (e.g. on the synthetic data)",
-        description="Trains every method of a benchmark (CAM and BAS) over several seeds with the "
+        help="compare methods (CAM, HaS, ADL, BAS) under the same budget (e.g. on the synthetic data)",
+        description="Trains the methods of a benchmark (by default CAM and BAS; --methods chooses) "
+        "over several seeds with the "
         "same backbone, data, input size and epochs, evaluates each on the test split "
         "with the threshold chosen on val, and writes the table "
         "(mean ± std over seeds) as results.json and results.md plus comparison.png, "
@@ -28,6 +29,11 @@ def add_parser(sub) -> None:
     p.add_argument("benchmark", help="a shipped benchmark (synthetic) or a benchmark YAML file")
     p.add_argument(
         "--seeds", type=positive_int, help="number of training seeds, 0 .. N-1 (default: the benchmark's, 3)"
+    )
+    p.add_argument(
+        "--methods",
+        help="comma-separated methods to train, in this order, e.g. cam,has,adl,bas "
+        "(default: the benchmark's default_methods; synthetic: cam,bas)",
     )
     p.add_argument("--arch", help="backbone of every method (default: the benchmark's, resnet18)")
     p.add_argument(
@@ -53,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         use_threads,
     )
 
-    bench = load_benchmark(args.benchmark, quick=args.quick)
+    methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    bench = load_benchmark(args.benchmark, quick=args.quick, methods=methods)
     if args.seeds is not None:
         bench.seeds = args.seeds
     overrides = list(args.overrides)

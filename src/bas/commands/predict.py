@@ -54,6 +54,31 @@ def add_parser(sub) -> None:
         help="also write heatmaps/<name>.png (colour-mapped) and maps/<name>.npy (float16, [0, 1])",
     )
     p.add_argument("--save-masks", action="store_true", help="also write masks/<name>.png (0 / 255)")
+    p.add_argument(
+        "--multi",
+        action="store_true",
+        help="every object: one box per connected component of each class whose probability reaches "
+        "--class-threshold (the top-1 class always), scored mean map x class probability, after "
+        "class-wise NMS; listed as 'objects' in predictions.jsonl and drawn on the overlays",
+    )
+    p.add_argument(
+        "--class-threshold", type=float, default=0.1, help="with --multi: class probability (default: 0.1)"
+    )
+    p.add_argument(
+        "--min-area",
+        type=float,
+        default=0.01,
+        help="with --multi: smallest component, as a fraction of the image (default: 0.01)",
+    )
+    p.add_argument(
+        "--nms-iou", type=float, default=0.5, help="with --multi: NMS IoU threshold (default: 0.5)"
+    )
+    p.add_argument(
+        "--coco-json",
+        metavar="OUT",
+        help="also write the detections as a COCO-format file (images, categories with the class "
+        "names, annotations with bbox [x, y, w, h] in image pixels and score)",
+    )
     add_device_args(p)
     p.set_defaults(func=run)
 
@@ -122,11 +147,13 @@ def overlay_names(names: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from bas.io import atomic_open, read_image, to_json
-    from bas.predict import Localizer, write_prediction_files
+    from bas.io import atomic_open, read_image, to_json, write_json
+    from bas.predict import Localizer, coco_detections, write_prediction_files
 
     if args.batch_size < 1:
         raise BASError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not 0.0 <= args.min_area <= 1.0:
+        raise BASError(f"--min-area is a fraction of the image in [0, 1], got {args.min_area}")
     files, skipped = collect_inputs(args.inputs)
     for message in skipped:
         print(f"skipped {message}", file=sys.stderr)
@@ -136,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     overlays = overlay_names([name for _, name in files])
     written = 0
+    coco_entries = []
     bar = tqdm(total=len(files), desc="predict", unit="img", disable=args.no_progress, dynamic_ncols=True)
     with atomic_open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as jsonl:
         for start in range(0, len(files), args.batch_size):
@@ -156,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
                     threshold=args.threshold,
                     crop=args.test_mode == "crop",
                     batch_size=args.batch_size,
+                    multi=args.multi,
+                    class_threshold=args.class_threshold,
+                    min_area=args.min_area,
+                    nms_iou=args.nms_iou,
                 )
                 if loaded
                 else []
@@ -172,8 +204,14 @@ def run(args: argparse.Namespace) -> int:
                 record = {"path": str(path), **pred.to_json(), **outputs}
                 jsonl.write(to_json(record) + "\n")
                 written += 1
+                if args.coco_json:
+                    coco_entries.append((str(path), pred.image_size, pred.detections()))
             bar.update(len(chunk))
+        if args.coco_json:
+            write_json(args.coco_json, coco_detections(coco_entries, localizer.class_names))
     bar.close()
+    if args.coco_json:
+        print(f"wrote COCO-format detections to {args.coco_json}")
     print(
         f"wrote {written} prediction(s) to {out_dir / 'predictions.jsonl'} and overlays to {out_dir / 'overlays'}"
     )

@@ -10,6 +10,7 @@ A *benchmark* is a YAML file (shipped ones live in ``configs/benchmark/``)::
     methods:              # display name -> the method's own keys, merged over `common`
       CAM: {method: cam, ...}
       BAS: {method: bas, ...}
+    default_methods: [CAM, BAS]   # optional: those trained without --methods (default: all)
     quick: {seeds: 1, figure_images: 2, overrides: [key=value, ...]}   # the --quick smoke run
 
 For every method and seed the run goes through the ordinary code paths: :func:`bas.engine.train.train`
@@ -48,7 +49,9 @@ TABLE_METRICS = (
     ("top1_loc", "Top-1 Loc"),
     ("MaxBoxAccV2", "MaxBoxAccV2"),
 )
-_BENCHMARK_KEYS = frozenset({"seeds", "figure_images", "checkpoint", "recipe", "common", "methods", "quick"})
+_BENCHMARK_KEYS = frozenset(
+    {"seeds", "figure_images", "checkpoint", "recipe", "common", "methods", "default_methods", "quick"}
+)
 #: Row title of the whole-image baseline in the tables.
 WHOLE_IMAGE = "whole-image box"
 CHECKPOINTS = ("final", "best")
@@ -88,8 +91,14 @@ class RunResult:
 # ---------------------------------------------------------------------------------- configuration
 
 
-def load_benchmark(name: str | Path, *, quick: bool = False) -> Benchmark:
-    """Read a benchmark: a YAML file, or the name of a shipped one (``synthetic``)."""
+def load_benchmark(
+    name: str | Path, *, quick: bool = False, methods: list[str] | tuple[str, ...] | None = None
+) -> Benchmark:
+    """Read a benchmark: a YAML file, or the name of a shipped one (``synthetic``).
+
+    ``methods`` chooses the methods to train, in that order, by their names in the file (any case:
+    ``["cam", "has", "adl", "bas"]``); None: the file's ``default_methods``, else all of them.
+    """
     import yaml
 
     path = Path(name)
@@ -116,11 +125,33 @@ def load_benchmark(name: str | Path, *, quick: bool = False) -> Benchmark:
         methods=data["methods"],
         recipe=data.get("recipe"),
     )
+    chosen = data.get("default_methods") if methods is None else methods
+    if chosen is not None:
+        bench.methods = _select_methods(
+            data["methods"], chosen, f"{path}: default_methods" if methods is None else "--methods"
+        )
     if quick:
         bench.seeds = int(quick_cfg.get("seeds", 1))
         bench.figure_images = int(quick_cfg.get("figure_images", bench.figure_images))
         bench.quick_overrides = list(quick_cfg.get("overrides") or [])
     return bench
+
+
+def _select_methods(known: dict[str, Any], names: Any, where: str) -> dict[str, dict[str, Any]]:
+    """The entries of ``known`` called ``names`` (case-insensitive), in the order of ``names``."""
+    by_lower = {name.lower(): name for name in known}
+    expected = ", ".join(by_lower)
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
+        raise ConfigError(f"{where} must list at least one method of {expected}, got {names!r}")
+    selected: dict[str, dict[str, Any]] = {}
+    for name in names:
+        key = by_lower.get(str(name).lower())
+        if key is None:
+            raise ConfigError(f"{where}: unknown method {name!r}; the benchmark has {expected}")
+        if key in selected:
+            raise ConfigError(f"{where}: method {name!r} is listed twice")
+        selected[key] = known[key]
+    return selected
 
 
 def method_config(

@@ -17,7 +17,7 @@
 * a non-finite loss stops the run naming the step and the term, before any update, so the last
   checkpoint stays the last good one.
 
-Run folder: ``config.yaml`` (resolved config), ``metrics.jsonl`` (one JSON object per log line),
+Run folder: ``config.yaml`` (resolved config), ``environment.json`` (versions, device), ``metrics.jsonl`` (one JSON object per log line),
 ``last.ckpt``, ``best.safetensors``, ``model.safetensors`` (the final model), and TensorBoard
 events under ``tb/`` when ``tensorboard`` is installed. A new (not resumed) run in a used folder
 starts a new ``metrics.jsonl`` and removes the previous run's ``best.safetensors``.
@@ -53,8 +53,9 @@ from bas.engine.optim import (
     steps_per_update,
 )
 from bas.errors import ConfigError, TrainingError
-from bas.io import to_json, write_text
+from bas.io import to_json, write_json, write_text
 from bas.methods import get_method
+from bas.report import environment as run_environment
 from bas.schema import check_config, flatten
 
 LAST = "last.ckpt"
@@ -79,13 +80,15 @@ def create_model(cfg: dict[str, Any], num_classes: int) -> nn.Module:
 
     method = get_method(cfg["method"])
     m = cfg["model"]
-    return build_model(
+    model = build_model(
         m["arch"],
         num_classes,
         method=method.name,
         pretrained=m["pretrained"],
         **method.options_from_config(cfg),
     )
+    method.configure(model, cfg)  # the method's training-only settings (has.*, adl.* ...)
+    return model
 
 
 # ------------------------------------------------------------------------------ config checks
@@ -517,6 +520,7 @@ class Trainer:
         if env.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_text(self.out_dir / "config.yaml", dump_config(cfg))
+            write_json(self.out_dir / "environment.json", run_environment(env.device))  # for bas report
             if not self.resumed:  # a new run in a used folder: the old log and best model are not its own
                 (self.out_dir / LOG).unlink(missing_ok=True)
                 (self.out_dir / BEST).unlink(missing_ok=True)

@@ -260,6 +260,10 @@ class Method:
         """Checks across keys that the schema (types and ranges of ``config_defaults``) cannot express;
         raise :class:`~bas.errors.ConfigError`."""
 
+    def configure(self, model: WSOLModel, cfg: dict[str, Any]) -> None:
+        """Apply the run's training-only settings (keys that are no constructor option) to a newly
+        built ``model``; the trainer calls it once. Default: nothing to apply."""
+
     def validate(
         self, model: nn.Module, loader: Any, cfg: dict[str, Any], *, device: torch.device, progress: bool
     ) -> tuple[dict[str, Any], float]:
@@ -336,6 +340,12 @@ def check_number(cfg: dict[str, Any], key: str, *, positive: bool = False) -> No
         or (positive and value <= 0)
     ):
         raise ConfigError(f"{key} must be a finite{' positive' if positive else ''} number, got {value!r}")
+
+
+def check_fraction(cfg: dict[str, Any], key: str) -> None:
+    value = config_value(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigError(f"{key} must be a number in [0, 1], got {value!r}")
 
 
 def check_choice(cfg: dict[str, Any], key: str, choices: tuple) -> None:

@@ -119,7 +119,7 @@ class CAM(Method):
     config_defaults = {"model.hidden": Key("int", None, nullable=True, min=1, help="null: plain CAM")}
 
     def build(self, backbone: Backbone, meta: ModelMeta, *, init: str, min_input_size: int) -> CAMModel:
-        return CAMModel(
+        return self.model_class(
             backbone,
             meta.num_classes,
             arch=meta.arch,
