@@ -789,6 +789,13 @@ def more_classes_than_the_checkpoint(env: Env) -> list[str]:
     return evaluate_args(env, data)
 
 
+def explore_more_classes_than_the_checkpoint(env: Env) -> list[str]:
+    """``bas explore`` meets the dataset through the same class-count check as ``bas evaluate``."""
+    args = more_classes_than_the_checkpoint(env)
+    data = args[args.index("--data") + 1]
+    return ["explore", "--checkpoint", str(env.checkpoint), "--data-root", data, "--dataset", "cub"]
+
+
 def _maps_split(
     env: Env, sizes: str = "a.jpg,40,30", box: str = "a.jpg,1,2,20,20", label: str = "a.jpg,0"
 ) -> Path:
@@ -875,6 +882,19 @@ DATA_CASES = [
         "exit 0, the box evaluated as it was",
     ),
     Case("bas-list-box-inverted", _bas_list_boxes("30 1 20 20 40 40"), "test_bounding_box.txt:2"),
+    Case(
+        "cub-box-zero-width",
+        _cub_edit("bounding_boxes.txt", 1, "1 17.0 12.0 0.0 16.0"),
+        "bounding_boxes.txt:1",
+        "exit 0, an empty box evaluated",
+    ),
+    Case("metadata-box-empty", _maps_metadata(box="a.jpg,5,2,5,20"), "localization.txt:1", "exit 0"),
+    Case(
+        "explore-fewer-classes-than-the-dataset",
+        explore_more_classes_than_the_checkpoint,
+        "bounding_boxes.txt:4",
+        "IndexError traceback",
+    ),
     Case("metadata-size-not-an-integer", _maps_metadata(sizes="a.jpg,40.5,30"), "image_sizes.txt:1"),
     Case("metadata-size-zero", _maps_metadata(sizes="a.jpg,0,30"), "image_sizes.txt:1"),
     Case("metadata-box-inverted", _maps_metadata(box="a.jpg,20,2,1,20"), "localization.txt:1"),

@@ -134,6 +134,14 @@ def test_wsol_mask_paths_leaving_the_root(tmp_path: Path):
         build_dataset("wsol", tmp_path, "test", None, metadata=str(meta))
 
 
+def test_wsol_label_out_of_range_names_its_line(tmp_path: Path):
+    meta = tmp_path / "test"
+    _write(meta / "image_ids.txt", ["a.jpg", "b.jpg"])
+    _write(meta / "class_labels.txt", ["a.jpg,0", "b.jpg,3"])
+    with pytest.raises(DataError, match=r"class_labels\.txt:2: b\.jpg: label 3 outside 0\.\.1"):
+        build_dataset("wsol", tmp_path, "test", None, metadata=str(meta), num_classes=2)
+
+
 @pytest.mark.parametrize("source", ["csv", "val_list"])
 def test_ilsvrc_csv_and_val_list_ids_leaving_the_root(tmp_path: Path, source: str):
     csv = _write(tmp_path / "LOC_val_solution.csv", ["ImageId,PredictionString", "../escape,n01 0 0 5 5"])

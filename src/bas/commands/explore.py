@@ -49,6 +49,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from bas.checkpoints import load_checkpoint
     from bas.data import build_dataset, test_transform
+    from bas.data.datasets import check_num_classes
     from bas.explore import run_exploration, write_exploration
 
     if args.num_images < 1:
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = build_dataset(args.dataset or trained_dataset(meta), args.data, args.split, transform)
     if len(dataset) == 0:
         raise BASError(f"split {args.split!r} of {args.data} has no images")
+    check_num_classes(dataset, model.num_classes, "the checkpoint")
     result = run_exploration(
         model,
         dataset,

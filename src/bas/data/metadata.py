@@ -50,7 +50,8 @@ class WSOLMetadata:
         boxes: ``{image_id: float64 array (M, 4)}`` of ``[x0, y0, x1, y1]`` in image pixels.
         masks: ``{image_id: [(mask_path, ignore_path or None), ...]}`` relative to the mask root.
         lines: ``{image_id: line}`` of ``image_ids.txt``; ``loc_lines``: the first line of each
-            image in ``localization.txt`` (for messages).
+            image in ``localization.txt``; ``label_lines``: each image's line of ``class_labels.txt``
+            (for messages).
     """
 
     root: Path
@@ -61,6 +62,7 @@ class WSOLMetadata:
     masks: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     loc_lines: dict[str, int] = field(default_factory=dict)
+    label_lines: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -130,8 +132,8 @@ def _parse_box(fields: list[str], text: str, path: Path, lineno: int) -> list[fl
     x0, y0, x1, y1 = box
     if x0 < 0 or y0 < 0:
         raise DataError(f"box {box} has a negative coordinate", path, lineno)
-    if x1 < x0 or y1 < y0:
-        raise DataError(f"box {box} is not [x0, y0, x1, y1] with x0 <= x1 and y0 <= y1", path, lineno)
+    if x1 <= x0 or y1 <= y0:
+        raise DataError(f"box {box} is not [x0, y0, x1, y1] with x0 < x1 and y0 < y1", path, lineno)
     return box
 
 
@@ -179,12 +181,14 @@ def load_metadata(metadata_dir: str | Path, kind: LocalizationKind | None = None
         raise DataError("no image id", ids_file)
 
     labels: dict[str, int] = {}
+    label_lines: dict[str, int] = {}
     for lineno, text in _read_records(labels_file, required=True) or []:
         image_id, label = _split(text, 2, "image_id,label", labels_file, lineno)
         _check_listed(image_id, id_lines, ids_file, labels_file, lineno)
         if image_id in labels:
             raise DataError(f"second label for image id {image_id!r}", labels_file, lineno)
         labels[image_id] = _int(label, "the class label", labels_file, lineno, 0)
+        label_lines[image_id] = lineno
     _check_complete(set(labels), id_lines, ids_file, labels_file)
 
     sizes: dict[str, tuple[int, int]] = {}
@@ -239,4 +243,5 @@ def load_metadata(metadata_dir: str | Path, kind: LocalizationKind | None = None
         masks=masks,
         lines=id_lines,
         loc_lines=loc_lines,
+        label_lines=label_lines,
     )

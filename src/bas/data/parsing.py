@@ -107,10 +107,10 @@ def boxes_from_flat(values: Sequence[float]) -> np.ndarray:
 
 
 def box_error(box: Sequence[float]) -> str | None:
-    """Why ``[x0, y0, x1, y1]`` is not a box (inverted), or None."""
+    """Why ``[x0, y0, x1, y1]`` is not a box (inverted or empty: x1 <= x0 or y1 <= y0), or None."""
     x0, y0, x1, y1 = box
-    if x1 < x0 or y1 < y0:
-        return f"box {format_box(box)} has x1 < x0 or y1 < y0"
+    if x1 <= x0 or y1 <= y0:
+        return f"box {format_box(box)} is empty or inverted (needs x0 < x1 and y0 < y1)"
     return None
 
 

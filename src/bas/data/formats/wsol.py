@@ -76,6 +76,7 @@ class WSOLMetadataDataset(WSOLDataset):
                 report.report(
                     f"{r.image_id}: label {r.label} outside 0..{num_classes - 1}",
                     metadata_dir / "class_labels.txt",
+                    meta.label_lines.get(r.image_id),
                 )
         super().__init__(
             [r for r in records if 0 <= r.label < num_classes],
