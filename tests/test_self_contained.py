@@ -50,7 +50,10 @@ def test_nothing_refers_outside_the_repository():
 
 
 def test_the_scan_finds_a_re_added_reference(tmp_path):
-    for line in ("see BAS" + ".md §4", "json.load(open('../shared/" + "reference/keys.json'))"):
+    # planted text, assembled from pieces: an outside spec document and an outside spec folder
+    spec_document = "".join(["BAS", ".", "md"])
+    spec_folder = "/".join(["..", "shared", "reference"])
+    for line in (f"see {spec_document} §4", f"keys from {spec_folder}/keys.json"):
         path = tmp_path / "src" / "bad.py"
         path.parent.mkdir(exist_ok=True)
         path.write_text(f"x = 1\n# {line}\n")
