@@ -377,3 +377,39 @@ def decode_images(
             if progress is not None:
                 progress(len(results))
     return results
+
+
+def publish_directory(root: Path, write: Callable[[Path], None], finished: Callable[[], bool]) -> None:
+    """Write a whole directory atomically: ``write(tmp)`` fills a temporary sibling of ``root``, which
+    is then renamed into place (an empty ``root`` is replaced by the rename itself).
+
+    If ``root`` exists by then, ``finished()`` decides: True (another process completed the same
+    directory meanwhile) keeps it; False replaces it, putting the old directory back if the swap
+    fails. The caller checks beforehand that replacing ``root`` is allowed.
+    """
+    import shutil
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        write(tmp)
+        try:
+            os.rename(tmp, root)
+            return
+        except OSError:
+            if not root.exists():
+                raise
+        if finished():
+            return
+        trash = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
+        os.rename(root, trash / "old")
+        try:
+            os.rename(tmp, root)
+        except BaseException:
+            os.rename(trash / "old", root)
+            raise
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -60,14 +60,11 @@ take ~10 s.
 from __future__ import annotations
 
 import colorsys
-import contextlib
 import functools
 import io
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -76,7 +73,7 @@ import numpy as np
 from PIL import Image
 
 from bas.errors import BASError
-from bas.io import write_json, write_text
+from bas.io import publish_directory, write_json, write_text
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -594,14 +591,9 @@ def make_dataset(
     if _existing_matches(root, spec, overwrite):
         return root
 
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        _write_dataset(tmp, spec)
-        _install(tmp, root, spec, overwrite)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    publish_directory(
+        root, lambda tmp: _write_dataset(tmp, spec), lambda: _existing_matches(root, spec, overwrite)
+    )
     return root
 
 
@@ -676,29 +668,6 @@ def _existing_matches(root: Path, spec: SyntheticSpec, overwrite: bool) -> bool:
             "pass overwrite=True to regenerate it"
         )
     raise BASError(f"synthetic dataset: {root} is incomplete; pass overwrite=True to regenerate it")
-
-
-def _install(tmp: Path, root: Path, spec: SyntheticSpec, overwrite: bool) -> None:
-    """Rename the finished ``tmp`` into ``root``, replacing an old synthetic dataset if allowed."""
-    try:
-        os.rename(tmp, root)  # also replaces an empty directory
-        return
-    except OSError:
-        if not root.exists():
-            raise
-    # Someone else (another process) may have finished the same dataset meanwhile.
-    if _existing_matches(root, spec, overwrite):
-        return
-    trash = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-    os.rename(root, trash / "old")
-    try:
-        os.rename(tmp, root)
-    except BaseException:
-        os.rename(trash / "old", root)
-        raise
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(trash, ignore_errors=True)
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

@@ -52,13 +52,10 @@ Speed: about 10 ms of one core per 128 px image, so 300 images take ~3 s.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import math
 import os
-import shutil
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -86,7 +83,7 @@ from bas.data.synthetic import (
     class_styles,
 )
 from bas.errors import BASError
-from bas.io import write_json, write_text
+from bas.io import publish_directory, write_json, write_text
 from bas.wsss.masks import IGNORE_INDEX, encode_label_png
 
 __all__ = [
@@ -569,28 +566,7 @@ def make_multilabel_dataset(
     root = Path(root).expanduser().absolute()
     if _check_existing(root, spec, overwrite):
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        _write_dataset(tmp, spec)
-        try:
-            os.rename(tmp, root)  # also replaces an empty directory
-        except OSError:
-            if not root.exists():
-                raise
-            if _check_existing(root, spec, overwrite):  # another process finished it meanwhile
-                return root
-            trash = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-            os.rename(root, trash / "old")
-            try:
-                os.rename(tmp, root)
-            except BaseException:
-                os.rename(trash / "old", root)
-                raise
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    shutil.rmtree(trash, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    publish_directory(
+        root, lambda tmp: _write_dataset(tmp, spec), lambda: _check_existing(root, spec, overwrite)
+    )
     return root
