@@ -235,6 +235,19 @@ def test_hand_built_pseudo_boxes_through_cocoeval(hand_voc, tmp_path):
         assert stats[0] == pytest.approx(1.0) and stats[1] == pytest.approx(1.0)
 
 
+def tiny_checkpoint(path, names):
+    """A random-weight ResNet18 checkpoint for ``names`` (the numbers it gives mean nothing)."""
+    torch.manual_seed(0)
+    save_model(
+        path,
+        bas.build_model("resnet18", len(names), hidden=16),
+        class_names=names,
+        input_size=32,
+        resize_size=36,
+    )
+    return path
+
+
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
     """Synthetic multi-object data (VOC 2012 layout) and a tiny random-weight checkpoint for its classes."""
@@ -242,17 +255,7 @@ def synthetic_run(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("corloc")
     root = make_multilabel_dataset(tmp / "data", images_per_split=5, image_size=64, num_classes=3, seed=3)
-    names = build_dataset("voc07", root, "test").classes
-    torch.manual_seed(0)
-    ckpt = tmp / "tiny.safetensors"
-    save_model(
-        ckpt,
-        bas.build_model("resnet18", len(names), hidden=16),
-        class_names=names,
-        input_size=32,
-        resize_size=36,
-    )
-    return root, ckpt
+    return root, tiny_checkpoint(tmp / "tiny.safetensors", build_dataset("voc07", root, "test").classes)
 
 
 def test_bas_evaluate_on_multi_object_data_reports_corloc_and_writes_pseudo_boxes(
@@ -264,7 +267,7 @@ def test_bas_evaluate_on_multi_object_data_reports_corloc_and_writes_pseudo_boxe
         "evaluate",
         "--checkpoint",
         str(ckpt),
-        "--data",
+        "--data-root",
         str(root),
         "--dataset",
         "voc07",
@@ -327,10 +330,7 @@ def test_bas_evaluate_coco_json_on_a_single_label_dataset(tmp_path):
 
     root = make_dataset(tmp_path / "data", num_classes=2, images_per_class=3, image_size=48)
     dataset = build_dataset("cub", root, "test")
-    torch.manual_seed(0)
-    ckpt = tmp_path / "tiny.safetensors"
-    model = bas.build_model("resnet18", dataset.num_classes, hidden=16)
-    save_model(ckpt, model, class_names=dataset.classes, input_size=32, resize_size=36)
+    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors", dataset.classes)
     out, pseudo = tmp_path / "eval", tmp_path / "pseudo.json"
     args = [
         "evaluate",
