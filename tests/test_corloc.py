@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_multi import coco_eval
 from test_voc07 import write_voc
 from torch import nn
 
@@ -196,33 +197,11 @@ def test_coco_ground_truth_of_a_voc_dataset(hand_voc):
 # ------------------------------------------------------------------------------ pycocotools
 
 
-def coco_stats(gt: dict, detections: dict, tmp_path) -> np.ndarray:
-    """Load both files with pycocotools and run COCOeval (bbox); detections matched by file name."""
-    pytest.importorskip("pycocotools", reason="pycocotools is not installed (the 'test' extra)")
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    (tmp_path / "gt.json").write_text(json.dumps(gt))
-    (tmp_path / "dt.json").write_text(json.dumps(detections))
-    coco_gt = COCO(str(tmp_path / "gt.json"))
-    coco_dt = COCO(str(tmp_path / "dt.json"))  # the file itself loads as a COCO annotation file
-    assert len(coco_dt.getAnnIds()) == len(detections["annotations"])
-    ids = {im["file_name"]: im["id"] for im in gt["images"]}
-    results = [
-        {**a, "image_id": ids[coco_dt.imgs[a["image_id"]]["file_name"]]} for a in detections["annotations"]
-    ]
-    evaluator = COCOeval(coco_gt, coco_gt.loadRes(results) if results else COCO(), "bbox")
-    evaluator.evaluate()
-    evaluator.accumulate()
-    evaluator.summarize()
-    return evaluator.stats
-
-
 def test_hand_built_pseudo_boxes_through_cocoeval(hand_voc, tmp_path):
     cfg = hand_cfg(hand_voc)
     dataset = build_dataset("voc07", hand_voc, "test")
     report = evaluate_multi_object(ColourModel(), cfg, dataset, "test", progress=False)
-    stats = coco_stats(coco_ground_truth(dataset, hand_voc), report.pseudo_boxes, tmp_path)
+    stats = coco_eval(coco_ground_truth(dataset, hand_voc), report.pseudo_boxes, tmp_path)
     # misses (b, d's bright box, a's green) and hits: the AP is strictly between 0 and 1
     assert 0.0 < stats[1] < 1.0
     # scene c alone: both pseudo-boxes exact, AP 1 over IoU 0.5:0.95; with the blue object
@@ -231,7 +210,7 @@ def test_hand_built_pseudo_boxes_through_cocoeval(hand_voc, tmp_path):
         exact = build_dataset("voc07", hand_voc, "exact", difficult=difficult)
         report = evaluate_multi_object(ColourModel(), cfg, exact, "exact", progress=False)
         assert len(report.pseudo_boxes["annotations"]) == 2
-        stats = coco_stats(coco_ground_truth(exact, hand_voc), report.pseudo_boxes, tmp_path)
+        stats = coco_eval(coco_ground_truth(exact, hand_voc), report.pseudo_boxes, tmp_path)
         assert stats[0] == pytest.approx(1.0) and stats[1] == pytest.approx(1.0)
 
 
@@ -307,7 +286,7 @@ def test_bas_evaluate_on_multi_object_data_reports_corloc_and_writes_pseudo_boxe
     for a in coco["annotations"]:
         assert a["iscrowd"] == 0 and a["area"] == a["bbox"][2] * a["bbox"][3] and 0 < a["score"] <= 1
     # a detector trainer's view: the pseudo-boxes against the ground truth, with COCOeval
-    stats = coco_stats(coco_ground_truth(dataset, root), coco, tmp_path)
+    stats = coco_eval(coco_ground_truth(dataset, root), coco, tmp_path)
     assert len(stats) == 12 and all(-1.0 <= s <= 1.0 for s in stats)
 
 
@@ -321,7 +300,7 @@ def test_bas_predict_coco_json_on_multi_object_data_through_cocoeval(synthetic_r
     detections = json.loads((out / "dt.json").read_text())
     gt = coco_ground_truth(dataset)  # file names as given to bas predict
     assert [im["file_name"] for im in gt["images"]] == [im["file_name"] for im in detections["images"]]
-    stats = coco_stats(gt, detections, tmp_path)
+    stats = coco_eval(gt, detections, tmp_path)
     assert len(stats) == 12 and all(-1.0 <= s <= 1.0 for s in stats)
 
 
@@ -353,7 +332,7 @@ def test_bas_evaluate_coco_json_on_a_single_label_dataset(tmp_path):
     assert result["pseudo_boxes"]["num_boxes"] == len(coco["annotations"]) > 0
     for a in coco["annotations"]:  # each image's boxes are of its own class
         assert a["category_id"] == dataset.records[a["image_id"] - 1].label + 1
-    stats = coco_stats(coco_ground_truth(dataset, root), coco, tmp_path)
+    stats = coco_eval(coco_ground_truth(dataset, root), coco, tmp_path)
     assert len(stats) == 12
 
 
