@@ -358,3 +358,15 @@ def test_multi_label_models_get_one_hot_tags(synthetic_run):
     for a in report.pseudo_boxes["annotations"]:
         by_image.setdefault(a["image_id"] - 1, set()).add(a["category_id"] - 1)
     assert by_image and all(found <= set(dataset.records[i].tags) for i, found in by_image.items())
+
+
+def test_bas_evaluate_dataset_options_follow_the_dataset_kind(synthetic_run, tmp_path, capsys):
+    root, ckpt = synthetic_run
+    args = ["evaluate", "--checkpoint", str(ckpt), "--data-root", str(root), "--dataset", "voc07"]
+    args += ["--device", "cpu", "--no-progress", "--output", str(tmp_path / "eval")]
+    assert main([*args, "--set", "data.options.difficult=true"]) == 0
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["difficult_included"] is True
+    assert main([*args, "--set", "data.options.year=2011"]) == 2
+    assert (
+        capsys.readouterr().err.strip() == "error: data.options.year must be auto, 2007 or 2012, got '2011'"
+    )

@@ -260,7 +260,7 @@ FORMAT = register_format(
                 "auto",
                 "VOC folder: auto (VOC2007, else VOC2012), 2007 or 2012",
                 str,
-                Key(("str", "int"), "auto", choices=("auto", *YEARS, *(int(y) for y in YEARS))),
+                Key(("str", "int"), "auto", help="auto, 2007 or 2012"),
             ),
             "image_set": Option(
                 "auto",
