@@ -477,6 +477,14 @@ def _jobs(model, cfg, protocols, threshold, top_k) -> list[_Job]:
     return jobs
 
 
+def _resize_side(cfg: dict[str, Any]) -> int:
+    """``R`` of the crop path (the config's, else the transforms' default for the input size)."""
+    from bas.data.transforms import default_resize_size
+
+    data = cfg["data"]
+    return int(data["resize_size"] or default_resize_size(data["input_size"]))
+
+
 def _eval_dataset(cfg: dict[str, Any], split: str, test_mode: str, image_resize: str):
     from bas.data import build_dataset, test_transform
     from bas.engine.data import make_dataset_split, prepare_dataset
@@ -522,6 +530,10 @@ def evaluate_split(
 
     ev = cfg["eval"]
     jobs = _jobs(model, cfg, resolve_protocols(protocol), threshold, top_k)
+    if save_maps is not None and not any(j.protocol.max_box_acc for j in jobs):
+        raise ConfigError(
+            "saved maps follow the standard protocol: use --protocol standard (or all) with --save-maps"
+        )
     if save_maps is not None and not any(j.protocol.max_box_acc and j.test_mode == "resize" for j in jobs):
         raise ConfigError("saved maps follow the standard protocol: evaluate with data.test_mode=resize")
     if select_on and not all(j.protocol.max_box_acc for j in jobs):
@@ -536,7 +548,7 @@ def evaluate_split(
         for test_mode, image_resize, k in paths:
             dataset = _eval_dataset(cfg, name, test_mode, image_resize)
             check_num_classes(dataset, model.num_classes, "the checkpoint")
-            first = first or dataset
+            first = dataset if first is None else first
             group = [i for i, j in enumerate(jobs) if j.input_path == (test_mode, image_resize, k)]
             for i in group:
                 evaluators[i] = make_evaluator(
@@ -548,7 +560,7 @@ def evaluate_split(
                     interval=ev["interval"],
                     multi_contour=ev["multi_contour"],
                     standard_protocol=test_mode == "resize",
-                    resize_size=cfg["data"]["resize_size"] if test_mode == "crop" else None,
+                    resize_size=_resize_side(cfg) if test_mode == "crop" else None,
                 )
             saves = (
                 maps_dir is not None
