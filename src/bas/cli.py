@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "report",
     "convert",
     "data",
+    "wsss",
     "benchmark",
 )
 
