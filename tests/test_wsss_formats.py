@@ -1,0 +1,260 @@
+"""The multi-label (segmentation) dataset formats: voc, coco, multilabel_folder."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from bas.cli import main
+from bas.data import build_dataset, collate
+from bas.data.formats import available_splits
+from bas.data.formats.voc import VOC_CLASSES
+from bas.data.multilabel import check_multilabel, tags_of_mask
+from bas.data.synthetic_multi import VOC_SUBDIR, make_multilabel_dataset
+from bas.data.transforms import train_transform
+from bas.errors import DataError
+from bas.wsss.masks import encode_label_png
+
+# ------------------------------------------------------------------------------------ fixtures
+
+
+def _image(path: Path, size: tuple[int, int] = (40, 30), color: tuple[int, int, int] = (90, 120, 30)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+
+
+def _mask(path: Path, mask: np.ndarray, *, palette: bool = True) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if palette:
+        path.write_bytes(encode_label_png(mask))
+    else:  # SBD's SegmentationClassAug: grayscale PNGs of the same values
+        Image.fromarray(mask.astype(np.uint8), "L").save(path)
+
+
+def _label(classes: dict[int, tuple[slice, slice]], size: tuple[int, int] = (40, 30)) -> np.ndarray:
+    """A (H, W) label mask: value v in each (rows, cols) region, a 255 border around it."""
+    mask = np.zeros(size[::-1], dtype=np.uint8)
+    for value, (rows, cols) in classes.items():
+        mask[rows, cols] = 255
+        mask[rows.start + 1 : rows.stop - 1, cols.start + 1 : cols.stop - 1] = value
+    return mask
+
+
+@pytest.fixture
+def voc(tmp_path: Path) -> Path:
+    """A hand-made VOC2012 folder: 3 train images, 1 val, SBD masks for a 4th image."""
+    root = tmp_path / "VOC2012"
+    masks = {
+        "2007_000001": _label({1: (slice(2, 12), slice(2, 14)), 15: (slice(14, 28), slice(20, 38))}),
+        "2007_000002": _label({8: (slice(5, 25), slice(5, 30))}),
+        "2007_000003": _label({20: (slice(0, 10), slice(0, 10))}),
+        "2007_000004": _label({12: (slice(3, 20), slice(3, 20))}),
+    }
+    for image_id, mask in masks.items():
+        _image(root / "JPEGImages" / f"{image_id}.jpg")
+        _mask(root / "SegmentationClass" / f"{image_id}.png", mask)
+        _mask(root / "SegmentationClassAug" / f"{image_id}.png", mask, palette=False)
+    _image(root / "JPEGImages" / "2008_000005.jpg")
+    _mask(
+        root / "SegmentationClassAug" / "2008_000005.png",
+        _label({3: (slice(1, 9), slice(1, 9))}),
+        palette=False,
+    )
+    lists = root / "ImageSets" / "Segmentation"
+    lists.mkdir(parents=True)
+    (lists / "train.txt").write_text("2007_000001\n2007_000002\n2007_000003\n")
+    (lists / "val.txt").write_text("2007_000004\n")
+    return root
+
+
+# ------------------------------------------------------------------------------------------ voc
+
+
+def test_voc_tags_come_from_the_masks_without_background_and_ignore(voc):
+    ds = build_dataset("voc", voc, "train")
+    assert ds.classes == list(VOC_CLASSES) and ds.num_classes == 20
+    assert [ds.tags(k) for k in range(len(ds))] == [(0, 14), (7,), (19,)]
+    sample = ds[0]
+    assert sample["label"].dtype == torch.float32 and sample["label"].shape == (20,)
+    assert sample["label"].nonzero().flatten().tolist() == [0, 14]
+    assert sample["image_id"] == "2007_000001" and sample["orig_size"] == (40, 30)
+    mask = sample["mask"]
+    assert mask.dtype == torch.uint8 and mask.shape == (30, 40)
+    assert sorted(mask.unique().tolist()) == [0, 1, 15, 255]  # palette values as they are: class c -> c + 1
+
+
+def test_tags_of_mask_ignores_zero_and_255():
+    assert tags_of_mask(np.array([[0, 255, 3], [3, 1, 0]], dtype=np.uint8), 20) == (0, 2)
+    assert tags_of_mask(np.array([[0, 255]], dtype=np.uint8), 20) == ()
+
+
+def test_voc_reads_the_generated_synthetic_folder(tmp_path):
+    root = make_multilabel_dataset(
+        tmp_path / "syn", num_classes=3, images_per_split={"train": 3, "val": 2, "test": 1}, image_size=64
+    )
+    assert available_splits("voc", root) == ["test", "train", "trainval", "val"]
+    names = (root / VOC_SUBDIR / "class_names.txt").read_text().split()
+    for split, n in (("train", 3), ("val", 2), ("test", 1)):
+        ds = build_dataset("voc", root, split)
+        assert len(ds) == n and ds.classes == names[1:]
+        for k in range(n):
+            sample = ds[k]
+            values = set(sample["mask"].unique().tolist())
+            assert values <= {0, 1, 2, 3, 255}
+            assert sample["label"].nonzero().flatten().tolist() == [
+                v - 1 for v in sorted(values) if 0 < v < 255
+            ]
+    assert check_multilabel(build_dataset("voc", root, "train")) == []
+
+
+def test_voc_train_aug_reads_sbd_masks_with_or_without_a_list(voc):
+    ds = build_dataset("voc", voc, "train_aug")  # no list: the SBD masks minus val
+    assert ds.image_ids == ["2007_000001", "2007_000002", "2007_000003", "2008_000005"]
+    assert all(r.mask.parent.name == "SegmentationClassAug" for r in ds.records)
+    assert ds.tags(3) == (2,)
+    assert "train_aug" in available_splits("voc", voc)
+    lists = voc / "ImageSets" / "Segmentation"
+    (lists / "train_aug.txt").write_text("/JPEGImages/2008_000005.jpg /SegAug/2008_000005.png\n2007_000002\n")
+    (voc / "SegmentationClassAug").rename(voc / "SegAug")
+    ds = build_dataset("voc", voc, "train_aug", aug_dir="SegAug")
+    assert ds.image_ids == ["2008_000005", "2007_000002"]
+    assert [ds.tags(k) for k in range(2)] == [(2,), (7,)]
+    assert ds[0]["mask"].max() == 255
+
+
+def test_voc_containment_refuses_a_list_entry_leaving_the_root(voc):
+    lists = voc / "ImageSets" / "Segmentation"
+    (lists / "train.txt").write_text("2007_000001\n../x\n")
+    with pytest.raises(DataError, match=r"train\.txt:2: .*leaves the dataset root"):
+        build_dataset("voc", voc, "train")
+    (lists / "train.txt").write_text("2007_000001\n/JPEGImages/../../x.jpg /SegmentationClass/x.png\n")
+    with pytest.raises(DataError, match=r"train\.txt:2: "):
+        build_dataset("voc", voc, "train")
+    outside = voc.parent / "outside"
+    _image(outside / "2007_000009.jpg")
+    (voc / "JPEGImages" / "2007_000009.jpg").symlink_to(outside / "2007_000009.jpg")
+    (lists / "train.txt").write_text("2007_000009\n")
+    with pytest.raises(DataError, match=r"train\.txt:1: .*symbolic link that leads outside"):
+        build_dataset("voc", voc, "train")
+
+
+def test_voc_bad_lines_and_files_are_one_line_errors(voc):
+    lists = voc / "ImageSets" / "Segmentation"
+    (lists / "train.txt").write_text("2007_000001\na b c\n")
+    with pytest.raises(DataError, match=r"train\.txt:2: expected '<id>' or '<image path> <mask path>'"):
+        build_dataset("voc", voc, "train")
+    (lists / "train.txt").write_text("2007_000001\n2007_000077\n")
+    with pytest.raises(DataError, match=r"train\.txt:2: 2007_000077: no mask .* and no annotation file"):
+        build_dataset("voc", voc, "train")
+    with pytest.raises(DataError, match=r"train\.txt:2: 2007_000077: mask not found"):
+        build_dataset("voc", voc, "train", tags="masks")
+    with pytest.raises(DataError, match="not a VOC 2012 folder"):
+        build_dataset("voc", voc / "ImageSets", "train")
+
+
+def test_voc_check_reports_missing_images_bad_masks_and_empty_tags(voc, capsys):
+    (voc / "JPEGImages" / "2007_000002.jpg").unlink()
+    _mask(voc / "SegmentationClass" / "2007_000003.png", _label({40: (slice(0, 10), slice(0, 10))}))
+    _mask(voc / "SegmentationClass" / "2007_000001.png", np.zeros((30, 40), np.uint8))
+    ds = build_dataset("voc", voc, "train")
+    with pytest.raises(DataError, match=r"2007_000003\.png: label mask value 40 at \(1, 1\) is no class"):
+        ds[2]
+    problems = [str(p) for p in check_multilabel(ds)]
+    assert len(problems) == 3, problems
+    assert "2007_000001: no tags" in problems[0] or any("2007_000001: no tags" in p for p in problems)
+    assert any("2007_000002.jpg: image not found" in p for p in problems)
+    assert any("label mask value 40" in p for p in problems)
+    assert main(["data", "check", "voc", str(voc), "--split", "train", "--split", "val"]) == 1
+    out = capsys.readouterr().out
+    assert "split train: 3 images, 20 classes" in out and "3 problem(s)" in out
+    _mask(voc / "SegmentationClass" / "2007_000004.png", np.zeros((5, 5), np.uint8))
+    with pytest.raises(DataError, match=r"label mask is 5x5 but the image is 40x30"):
+        build_dataset("voc", voc, "val")[0]
+
+
+# ----------------------------------------------------------------------------- transforms, collate
+
+
+def test_train_transform_keeps_image_and_mask_aligned():
+    """The image's red channel encodes the mask: after random resize-crop-flip they still agree."""
+    rng = np.random.default_rng(0)
+    mask = np.zeros((48, 64), dtype=np.uint8)
+    mask[5:30, 3:25] = 3
+    mask[20:44, 35:60] = 7
+    mask[0:4, :] = 255
+    pixels = np.zeros((48, 64, 3), dtype=np.uint8)
+    pixels[..., 0] = mask  # red = label value
+    pixels[..., 1] = rng.integers(0, 255, (48, 64))
+    from bas.data.datasets import make_tv_sample
+
+    transform = train_transform(32, 40, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    flipped = 0
+    for seed in range(8):
+        torch.manual_seed(seed)
+        out = transform(make_tv_sample(Image.fromarray(pixels), mask=mask))
+        red = (out["image"][0] * 255).round().to(torch.uint8)
+        got = out["mask"].as_subclass(torch.Tensor)
+        assert got.dtype == torch.uint8 and got.shape == (32, 32)
+        assert set(got.unique().tolist()) <= {0, 3, 7, 255}  # nearest: no blended labels
+        # the image is resized with antialiasing, which blends across label edges: compare the
+        # pixels whose 5x5 neighbourhood has one label (inside the crop)
+        m = got[None, None].float()
+        uniform = (F.max_pool2d(m, 5, 1, 2) == -F.max_pool2d(-m, 5, 1, 2))[0, 0]
+        uniform[:2], uniform[-2:], uniform[:, :2], uniform[:, -2:] = (
+            False,
+            False,
+            False,
+            False,
+        )  # cut neighbours
+        assert uniform.float().mean() > 0.3
+        assert (red.int() - got.int()).abs()[uniform].max() <= 1
+        flipped += int(got[10:, :16].eq(7).sum() > got[10:, 16:].eq(7).sum())
+    assert 0 < flipped < 8  # both flipped and unflipped draws were seen
+
+
+def test_collate_stacks_multi_hot_labels_and_masks(voc):
+    ds = build_dataset("voc", voc, "train", transform=train_transform(16, 20))
+    batch = collate([ds[0], ds[1], ds[2]])
+    assert batch["label"].shape == (3, 20) and batch["label"].dtype == torch.float32
+    assert batch["label"].sum(1).tolist() == [2.0, 1.0, 1.0]
+    assert batch["mask"].shape == (3, 16, 16) and batch["mask"].dtype == torch.uint8
+    assert batch["image"].shape == (3, 3, 16, 16) and batch["image_id"][0] == "2007_000001"
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def test_bas_train_voc_recipe_on_generated_voc_data(tmp_path):
+    root = make_multilabel_dataset(
+        tmp_path / "syn", num_classes=3, images_per_split={"train": 8, "val": 4, "test": 2}, image_size=64
+    )
+    run = tmp_path / "run"
+    sets = [
+        "model.pretrained=false",
+        "model.num_classes=null",
+        "data.train_split=train",
+        "data.input_size=64",
+        "data.resize_size=72",
+        "data.batch_size=4",
+        "data.eval_batch_size=4",
+        "data.workers=0",
+        "optim.epochs=1",
+        "train.sync_bn=false",
+        "train.log_every=1",
+        f"train.output_dir={run}",
+    ]
+    args = ["train", "--config", "voc/resnet50", "--data-root", str(root), "--device", "cpu"]
+    assert main([*args, *(a for s in sets for a in ("--set", s))]) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["kind"] == "train"]
+    assert len(steps) == 2 and all(math.isfinite(r["loss"]) for r in steps)
+    (epoch,) = [r for r in records if r["kind"] == "epoch"]
+    assert 0 <= epoch["val_mAP"] <= 100 and epoch["val_images"] == 4  # validated by mAP on val
+    assert (run / "model.safetensors").is_file()
