@@ -114,6 +114,43 @@ def test_voc_reads_the_generated_synthetic_folder(tmp_path):
     assert check_multilabel(build_dataset("voc", root, "train")) == []
 
 
+def _xml(path: Path, names: list[str], difficult: int = 0) -> None:
+    objects = "".join(
+        f"<object><name>{n}</name><difficult>{difficult}</difficult>"
+        "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>10</xmax><ymax>10</ymax></bndbox></object>"
+        for n in names
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"<annotation><size><width>40</width><height>30</height></size>{objects}</annotation>\n")
+
+
+def test_voc_tags_from_the_annotations_xml(voc):
+    _xml(voc / "Annotations" / "2007_000001.xml", ["person", "aeroplane", "person"])
+    _xml(voc / "Annotations" / "2007_000002.xml", ["chair"], difficult=1)  # difficult ones count
+    _xml(voc / "Annotations" / "2007_000003.xml", ["sofa", "tvmonitor"])
+    ds = build_dataset("voc", voc, "train", tags="xml")
+    assert [r.tags for r in ds.records] == [(0, 14), (8,), (17, 19)]
+    assert ds[2]["label"].nonzero().flatten().tolist() == [17, 19]
+    assert ds[2]["mask"] is not None  # the mask stays part of the sample
+    # auto: the mask where there is one, else the XML (a test image has no mask)
+    (voc / "ImageSets" / "Segmentation" / "test.txt").write_text("2007_000003\n2009_000009\n")
+    _image(voc / "JPEGImages" / "2009_000009.jpg")
+    _xml(voc / "Annotations" / "2009_000009.xml", ["cow"])
+    ds = build_dataset("voc", voc, "test")
+    assert [r.tags for r in ds.records] == [None, (9,)]
+    assert ds.tags(0) == (19,) and ds[1]["mask"] is None
+    _xml(voc / "Annotations" / "2007_000002.xml", ["chair", "unicorn"])
+    with pytest.raises(DataError, match=r"2007_000002\.xml:1: object 2: unknown class 'unicorn'"):
+        build_dataset("voc", voc, "train", tags="xml")
+
+
+def test_voc_xml_and_mask_tags_agree_on_the_synthetic_data(tmp_path):
+    root = make_multilabel_dataset(tmp_path / "syn", num_classes=4, images_per_split=6, image_size=64)
+    by_xml = build_dataset("voc", root, "trainval", tags="xml")
+    by_mask = build_dataset("voc", root, "trainval", tags="masks")
+    assert [r.tags for r in by_xml.records] == [by_mask.tags(k) for k in range(len(by_mask))]
+
+
 def test_voc_train_aug_reads_sbd_masks_with_or_without_a_list(voc):
     ds = build_dataset("voc", voc, "train_aug")  # no list: the SBD masks minus val
     assert ds.image_ids == ["2007_000001", "2007_000002", "2007_000003", "2008_000005"]

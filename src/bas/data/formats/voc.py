@@ -15,8 +15,9 @@ form ``/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png``; its leading ``/`` 
 folder). Without ``ImageSets/Segmentation/train_aug.txt``, ``train_aug`` is every mask of the
 ``aug_dir`` folder whose id is not in ``val.txt`` (the usual 10,582 images).
 
-Classes: the 20 VOC classes in the devkit order (mask value ``c + 1`` is class ``c``), or the
-names of ``class_names.txt`` when present (this project's synthetic data writes one).
+Classes (mask value ``c + 1`` is class ``c``): the names of the file of option ``classes`` (one a
+line; a first line ``background`` is skipped), else those of the VOC folder's ``class_names.txt``
+when present (the synthetic data writes one), else the 20 VOC classes in the devkit order.
 
 Tags (option ``tags``): ``masks`` = the classes present in the image's mask (0 and 255 excluded;
 what the authors' ``cls_labels.npy`` holds), ``xml`` = the classes of the objects of
@@ -31,35 +32,14 @@ from pathlib import Path
 
 from bas.data.datasets import Location
 from bas.data.formats.registry import DatasetFormat, Option, register_format
+from bas.data.formats.voc07 import VOC_CLASSES, read_class_names
 from bas.data.multilabel import MultiLabelDataset, TagRecord, check_multilabel
 from bas.data.parsing import Problems, read_lines
 from bas.data.paths import check_inside
+from bas.data.voc_xml import parse_voc_xml
 from bas.errors import ConfigError, DataError
 from bas.schema import Key
 
-#: The 20 classes of PASCAL VOC, in the devkit's order (mask value k + 1 is class k).
-VOC_CLASSES = (
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-)
 TAG_SOURCES = ("auto", "masks", "xml")
 AUG_SPLIT = "train_aug"
 LISTS = "ImageSets/Segmentation"
@@ -76,18 +56,16 @@ def voc_folder(root: Path) -> Path:
     )
 
 
-def read_class_names(voc: Path) -> list[str]:
-    """``class_names.txt`` (line 0 the background) without the background, or the 20 VOC classes."""
-    path = voc / "class_names.txt"
-    if not path.is_file():
+def voc_classes(voc: Path, classes: str | None = None) -> list[str]:
+    """The class names: the file ``classes``, else the VOC folder's ``class_names.txt``, else the
+    20 VOC classes (:func:`bas.data.formats.voc07.read_class_names`: a ``background`` first line
+    is skipped)."""
+    path = Path(classes) if classes is not None else voc / "class_names.txt"
+    if classes is None and not path.is_file():
         return list(VOC_CLASSES)
-    check_inside(voc, path)
-    names = [text for _, text in read_lines(path)]
-    if len(names) < 2:
-        raise DataError("expected the background and at least one class, one name a line", path)
-    if len(set(names)) != len(names):
-        raise DataError("class names must be unique", path)
-    return names[1:]
+    if classes is None:
+        check_inside(voc, path)
+    return read_class_names(path)
 
 
 def _list_entries(voc: Path, split: str, mask_dir: str) -> list[tuple[str, str, str, Location]]:
@@ -134,6 +112,7 @@ class VOCSegmentationDataset(MultiLabelDataset):
         transform: Callable | None = None,
         tags: str = "auto",
         aug_dir: str = "SegmentationClassAug",
+        classes: str | None = None,
         problems: list[DataError] | None = None,
     ):
         if tags not in TAG_SOURCES:
@@ -143,8 +122,8 @@ class VOCSegmentationDataset(MultiLabelDataset):
             raise DataError("VOC dataset folder not found", root)
         self.voc = voc = voc_folder(root)
         self.split = split
-        classes = read_class_names(voc)
-        index = {name: k for k, name in enumerate(classes)}
+        names = voc_classes(voc, classes)
+        index = {name: k for k, name in enumerate(names)}
         mask_dir = aug_dir if split == AUG_SPLIT else "SegmentationClass"
         report = Problems(problems)
         records = []
@@ -169,13 +148,11 @@ class VOCSegmentationDataset(MultiLabelDataset):
                 report.report(f"{image_id}: mask not found ({mask_rel})", file, line)
                 continue
             records.append(TagRecord(image_id, image, record_tags, mask, (file, line)))
-        super().__init__(records, classes, transform)
+        super().__init__(records, names, transform)
 
 
 def _xml_tags(path: Path, index: dict[str, int], report: Problems) -> tuple[int, ...] | None:
     """The sorted classes of the objects of a VOC annotation file; None once a problem is reported."""
-    from bas.data.voc_xml import parse_voc_xml
-
     try:
         annotation = parse_voc_xml(path, classes=list(index))
     except DataError as exc:
@@ -212,6 +189,9 @@ FORMAT = register_format(
                 Key("str", "auto", choices=TAG_SOURCES),
             ),
             "aug_dir": Option("SegmentationClassAug", "folder of SBD's masks for the train_aug split"),
+            "classes": Option(
+                None, "file of class names, one per line (default: class_names.txt or VOC's 20)"
+            ),
         },
         check=check_multilabel,
     )
