@@ -295,3 +295,118 @@ def test_bas_train_voc_recipe_on_generated_voc_data(tmp_path):
     (epoch,) = [r for r in records if r["kind"] == "epoch"]
     assert 0 <= epoch["val_mAP"] <= 100 and epoch["val_images"] == 4  # validated by mAP on val
     assert (run / "model.safetensors").is_file()
+
+
+# ----------------------------------------------------------------------------------------- coco
+
+
+@pytest.fixture
+def coco(tmp_path: Path) -> Path:
+    """Two annotated images and one without annotations; category ids 1, 3, 90 (gaps, as COCO's)."""
+    mask_utils = pytest.importorskip(
+        "pycocotools.mask", reason="pycocotools (the 'coco' extra) is not installed"
+    )
+    root = tmp_path / "coco"
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        _image(root / "train2014" / name, (40, 30))
+    crowd = np.zeros((30, 40), dtype=np.uint8, order="F")
+    crowd[20:30, 0:10] = 1
+    crowd_rle = mask_utils.encode(crowd)
+    counts = [int(c) for c in _uncompressed_counts(crowd)]
+    small = np.zeros((30, 40), dtype=np.uint8, order="F")
+    small[4:8, 4:8] = 1
+    small_rle = mask_utils.encode(small)
+    small_rle["counts"] = small_rle["counts"].decode()
+    data = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 40, "height": 30},
+            {"id": 2, "file_name": "b.jpg", "width": 40, "height": 30},
+            {"id": 3, "file_name": "c.jpg", "width": 40, "height": 30},
+        ],
+        "categories": [{"id": 90, "name": "toothbrush"}, {"id": 1, "name": "person"}, {"id": 3, "name": "car"}],
+        "annotations": [
+            # a polygon of car (3 -> index 1): the square 2..12 x 2..12
+            {"id": 10, "image_id": 1, "category_id": 3, "iscrowd": 0, "area": 100.0,
+             "segmentation": [[2, 2, 12, 2, 12, 12, 2, 12]]},
+            # a small toothbrush (90 -> index 2) inside the car, compressed RLE
+            {"id": 11, "image_id": 1, "category_id": 90, "iscrowd": 0, "area": 16.0, "segmentation": small_rle},
+            # a crowd of people (1 -> index 0), uncompressed RLE
+            {"id": 12, "image_id": 1, "category_id": 1, "iscrowd": 1, "area": 100.0,
+             "segmentation": {"size": [30, 40], "counts": counts}},
+            {"id": 13, "image_id": 2, "category_id": 1, "iscrowd": 0, "area": 50.0,
+             "segmentation": [[20, 5, 30, 5, 30, 10, 20, 10]]},
+        ],
+    }  # fmt: skip
+    assert crowd_rle["size"] == [30, 40]
+    (root / "annotations").mkdir()
+    (root / "annotations" / "instances_train2014.json").write_text(json.dumps(data))
+    return root
+
+
+def _uncompressed_counts(mask: np.ndarray) -> list[int]:
+    """COCO's uncompressed RLE: run lengths of the column-major pixels, starting with zeros."""
+    flat = mask.flatten(order="F")
+    runs, value, length = [], 0, 0
+    for v in flat:
+        if v == value:
+            length += 1
+        else:
+            runs.append(length)
+            value, length = v, 1
+    return [*runs, length]
+
+
+def test_coco_maps_category_ids_to_contiguous_classes_and_renders_masks(coco):
+    assert available_splits("coco", coco) == ["train2014"]
+    ds = build_dataset("coco", coco, "train")  # train -> train2014
+    assert ds.classes == ["person", "car", "toothbrush"] and ds.category_ids == [1, 3, 90]
+    assert ds.image_ids == ["a.jpg", "b.jpg"]  # c.jpg has no annotation
+    assert [r.tags for r in ds.records] == [(0, 1, 2), (0,)]  # the crowd's class is a tag
+    sample = ds[0]
+    assert sample["label"].tolist() == [1.0, 1.0, 1.0]
+    mask = sample["mask"].numpy()
+    assert (mask[20:30, 0:10] == 255).all()  # crowd: ignore
+    assert (mask[4:8, 4:8] == 3).all()  # the small object stays in front of the car
+    assert (mask[9:12, 9:12] == 2).all() and mask[0, 39] == 0
+    assert set(np.unique(mask)) == {0, 2, 3, 255}
+    assert set(np.unique(ds[1]["mask"].numpy())) == {0, 1}
+    assert len(build_dataset("coco", coco, "train2014", keep_empty=True)) == 3
+    assert check_multilabel(ds) == []
+    problems = check_multilabel(build_dataset("coco", coco, "train", keep_empty=True))
+    assert [str(p) for p in problems] == [
+        f"{ds.json_path}: c.jpg: no tags (no class in the image's annotation)"
+    ]
+
+
+def test_coco_bad_entries_are_one_line_errors(coco, monkeypatch):
+    path = coco / "annotations" / "instances_train2014.json"
+    data = json.loads(path.read_text())
+    data["annotations"][1]["category_id"] = 7
+    path.write_text(json.dumps(data))
+    with pytest.raises(
+        DataError, match=r"instances_train2014\.json: annotations\[1\]: .*known category_id, got 7"
+    ):
+        build_dataset("coco", coco, "train")
+    collected: list = []
+    assert len(build_dataset("coco", coco, "train", problems=collected)) == 2 and len(collected) == 1
+    data["annotations"][1]["category_id"] = 90
+    data["images"][0]["file_name"] = "../../x.jpg"
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="leaves the dataset root"):
+        build_dataset("coco", coco, "train", problems=None)
+    path.write_text('{"images": [\n  {"id": 1,}\n]}')
+    with pytest.raises(DataError, match=r"instances_train2014\.json:2: not valid JSON"):
+        build_dataset("coco", coco, "train")
+    with pytest.raises(DataError, match="COCO annotation file not found"):
+        build_dataset("coco", coco, "val")
+
+
+def test_coco_masks_without_pycocotools_name_the_extra(coco, monkeypatch):
+    import bas._optional
+
+    ds = build_dataset("coco", coco, "train")
+    monkeypatch.setattr(bas._optional, "optional", lambda module: None)
+    with pytest.raises(bas._optional.MissingExtraError, match=r"needs the 'coco' extra .*bas-wsol\[coco\]"):
+        ds[0]
+    no_masks = build_dataset("coco", coco, "train", masks=False)  # tags alone need no pycocotools
+    assert no_masks[0]["mask"] is None and no_masks[0]["label"].sum() == 3
