@@ -410,3 +410,68 @@ def test_coco_masks_without_pycocotools_name_the_extra(coco, monkeypatch):
         ds[0]
     no_masks = build_dataset("coco", coco, "train", masks=False)  # tags alone need no pycocotools
     assert no_masks[0]["mask"] is None and no_masks[0]["label"].sum() == 3
+
+
+# ---------------------------------------------------------------------------- multilabel_folder
+
+
+@pytest.fixture
+def tagged(tmp_path: Path) -> Path:
+    root = tmp_path / "mine"
+    for name in ("a.jpg", "sub/b.png", "c.jpg"):
+        _image(root / "images" / name)
+    (root / "train.csv").write_text('image,tags\na.jpg,dog cat\nsub/b.png,"cat|bird"\n')
+    (root / "val.csv").write_text("image,tags\nc.jpg,fish\n")
+    _mask(
+        root / "masks" / "a.png", _label({1: (slice(2, 12), slice(2, 14)), 3: (slice(14, 28), slice(20, 38))})
+    )
+    return root
+
+
+def test_multilabel_folder_reads_the_csv_tags_and_masks(tagged):
+    assert available_splits("multilabel_folder", tagged) == ["train", "val"]
+    ds = build_dataset("multilabel_folder", tagged, "train")
+    assert ds.classes == ["bird", "cat", "dog", "fish"]  # every split's names, sorted
+    assert [r.tags for r in ds.records] == [(1, 2), (0, 1)]
+    assert ds.image_ids == ["a.jpg", "sub/b.png"]
+    assert ds[0]["mask"] is not None and ds[1]["mask"] is None  # b has no mask file
+    assert ds[0]["label"].tolist() == [0.0, 1.0, 1.0, 0.0]
+    assert build_dataset("multilabel_folder", tagged, "val").classes == ds.classes
+    (tagged / "classes.txt").write_text("dog\ncat\nbird\nfish\n")
+    ds = build_dataset("multilabel_folder", tagged, "train")
+    assert ds.classes == ["dog", "cat", "bird", "fish"] and [r.tags for r in ds.records] == [(0, 1), (1, 2)]
+    assert check_multilabel(ds) == []
+
+
+def test_multilabel_folder_malformed_lines_are_one_line_errors(tagged):
+    (tagged / "classes.txt").write_text("dog\ncat\nbird\nfish\n")
+    csv_path = tagged / "train.csv"
+    cases = {
+        "a.jpg,dog,cat\n": "train.csv:2: expected '<image>,<tags>'",
+        "a.jpg,\n": r"train.csv:2: a.jpg: no tags",
+        "a.jpg,dog unicorn\n": r"train.csv:2: a.jpg: unknown class\(es\) unicorn \(not in classes.txt\)",
+        "../x.jpg,dog\n": r"train.csv:2: path '../x.jpg' leaves the dataset root",
+        "a.jpg,dog\na.jpg,cat\n": r"train.csv:3: a.jpg: already listed on line 2",
+    }
+    for body, message in cases.items():
+        csv_path.write_text("image,tags\n" + body)
+        with pytest.raises(DataError, match=message):
+            build_dataset("multilabel_folder", tagged, "train")
+    csv_path.write_text("file,labels\na.jpg,dog\n")
+    with pytest.raises(DataError, match=r"train.csv:1: the first line must be the header 'image,tags'"):
+        build_dataset("multilabel_folder", tagged, "train")
+    csv_path.write_text("image,tags\na.jpg,dog\nb.jpg\nc.jpg,unicorn\n")
+    collected: list = []
+    ds = build_dataset("multilabel_folder", tagged, "train", problems=collected)
+    assert len(ds) == 1 and [p.line for p in collected] == [3, 4]
+    with pytest.raises(DataError, match=r"no tag list for the split 'test' \(test.csv; found: train, val\)"):
+        build_dataset("multilabel_folder", tagged, "test")
+
+
+def test_multilabel_folder_check_finds_missing_images_and_bad_masks(tagged, capsys):
+    (tagged / "images" / "c.jpg").unlink()
+    _mask(tagged / "masks" / "sub" / "b.png", _label({9: (slice(0, 10), slice(0, 10))}))
+    assert main(["data", "check", "multilabel_folder", str(tagged)]) == 1
+    out = capsys.readouterr().out
+    assert "2 problem(s)" in out and "c.jpg: image not found" in out
+    assert "b.png: label mask value 9 at (1, 1) is no class (0 background, 1..4, 255 ignore)" in out
