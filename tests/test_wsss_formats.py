@@ -14,11 +14,12 @@ from PIL import Image
 
 from bas.cli import main
 from bas.data import build_dataset, collate
+from bas.data.datasets import make_tv_sample
 from bas.data.formats import available_splits
 from bas.data.formats.voc import VOC_CLASSES
 from bas.data.multilabel import check_multilabel, tags_of_mask
 from bas.data.synthetic_multi import VOC_SUBDIR, make_multilabel_dataset
-from bas.data.transforms import train_transform
+from bas.data.transforms import scale_crop_transform, train_transform
 from bas.errors import DataError
 from bas.wsss.masks import encode_label_png
 
@@ -227,33 +228,53 @@ def test_train_transform_keeps_image_and_mask_aligned():
     mask[20:44, 35:60] = 7
     mask[0:4, :] = 255
     pixels = np.zeros((48, 64, 3), dtype=np.uint8)
-    pixels[..., 0] = mask  # red = label value
+    pixels[..., 0] = np.where(mask == 255, 0, mask)  # red = label value (ignore: 0)
     pixels[..., 1] = rng.integers(0, 255, (48, 64))
-    from bas.data.datasets import make_tv_sample
-
     transform = train_transform(32, 40, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     flipped = 0
     for seed in range(8):
         torch.manual_seed(seed)
         out = transform(make_tv_sample(Image.fromarray(pixels), mask=mask))
-        red = (out["image"][0] * 255).round().to(torch.uint8)
         got = out["mask"].as_subclass(torch.Tensor)
         assert got.dtype == torch.uint8 and got.shape == (32, 32)
         assert set(got.unique().tolist()) <= {0, 3, 7, 255}  # nearest: no blended labels
-        # the image is resized with antialiasing, which blends across label edges: compare the
-        # pixels whose 5x5 neighbourhood has one label (inside the crop)
-        m = got[None, None].float()
-        uniform = (F.max_pool2d(m, 5, 1, 2) == -F.max_pool2d(-m, 5, 1, 2))[0, 0]
-        uniform[:2], uniform[-2:], uniform[:, :2], uniform[:, -2:] = (
-            False,
-            False,
-            False,
-            False,
-        )  # cut neighbours
-        assert uniform.float().mean() > 0.3
-        assert (red.int() - got.int()).abs()[uniform].max() <= 1
+        _aligned(out["image"], got)  # antialiased edges aside
         flipped += int(got[10:, :16].eq(7).sum() > got[10:, 16:].eq(7).sum())
     assert 0 < flipped < 8  # both flipped and unflipped draws were seen
+
+
+def _aligned(image: torch.Tensor, mask: torch.Tensor) -> None:
+    """The red channel (the label value, padding 0) agrees with the mask away from label edges."""
+    red = (image[0] * 255).round().to(torch.int32)
+    m = mask[None, None].float()
+    uniform = (F.max_pool2d(m, 5, 1, 2) == -F.max_pool2d(-m, 5, 1, 2))[0, 0]
+    uniform[:2], uniform[-2:], uniform[:, :2], uniform[:, -2:] = False, False, False, False
+    expected = torch.where(mask == 255, 0, mask.to(torch.int32))  # ignore pixels are black
+    assert uniform.float().mean() > 0.3
+    assert (red - expected).abs()[uniform].max() <= 1
+
+
+def test_scale_crop_transform_pads_the_mask_with_255_and_keeps_it_aligned():
+    mask = np.zeros((48, 64), dtype=np.uint8)
+    mask[5:30, 3:25] = 3
+    mask[20:44, 35:60] = 7
+    pixels = np.zeros((48, 64, 3), dtype=np.uint8)
+    pixels[..., 0] = mask
+    # long side 40..56 with a 48 crop: the short side (30..42) is always padded
+    transform = scale_crop_transform(48, (40, 56), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    sides = set()
+    for seed in range(6):
+        torch.manual_seed(seed)
+        out = transform(make_tv_sample(Image.fromarray(pixels), mask=mask))
+        image, got = out["image"], out["mask"].as_subclass(torch.Tensor)
+        assert image.shape == (3, 48, 48) and got.dtype == torch.uint8
+        padded = got == 255
+        assert padded.any() and set(got.unique().tolist()) <= {0, 3, 7, 255}
+        assert (image[:, padded] == 0).all()  # the image is padded with the mean (here 0)
+        rows = (~padded).any(1).sum().item()
+        sides.add(rows)
+        _aligned(image, got)
+    assert len(sides) > 1  # the scale is random
 
 
 def test_collate_stacks_multi_hot_labels_and_masks(voc):
