@@ -232,6 +232,7 @@ def format_metrics(result: dict[str, Any]) -> str:
         "MaxBoxAccV2",
         "PxAP",
         "PIoU",
+        "CorLoc",
     ):
         if key in result:
             parts.append(f"{key}={result[key]:.2f}")
