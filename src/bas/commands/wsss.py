@@ -23,7 +23,7 @@ from bas.commands._common import (
     positive_int,
 )
 
-DATASETS = ("voc",)
+DATASETS = ("voc", "coco", "multilabel_folder")  # the multi-label formats
 
 
 def positive_number(text: str) -> float:
@@ -113,24 +113,20 @@ def add_parser(subparsers: Any) -> None:
 # ----------------------------------------------------------------------------------- data
 
 
-def _voc_root(root: Path) -> Path:
-    """``root`` itself, or ``root/VOCdevkit/VOC2012`` when that is where the layout is."""
-    from bas.data.synthetic_multi import VOC_SUBDIR
+def open_split(
+    dataset: str, root: str | Path, split: str, num_classes: int, options: dict | None = None
+) -> Any:
+    """The split's images, tags and masks (:class:`bas.wsss.seeds.DatasetSplit`)."""
+    from bas.data.formats import build_dataset
+    from bas.errors import ConfigError
+    from bas.wsss.seeds import DatasetSplit
 
-    if not (root / "ImageSets").is_dir() and (root / VOC_SUBDIR / "ImageSets").is_dir():
-        return root / VOC_SUBDIR
-    return root
-
-
-def open_split(dataset: str, root: str | Path, split: str, num_classes: int) -> Any:
-    """The split's images, tags and masks (:class:`bas.wsss.seeds.LayoutSplit`)."""
-    from bas.errors import DataError
-    from bas.wsss.seeds import LayoutSplit
-
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError("dataset root not found", root)
-    return LayoutSplit(_voc_root(root), split, num_classes)
+    source = DatasetSplit(build_dataset(dataset, root, split, **(options or {})))
+    if len(source.classes) != num_classes:
+        raise ConfigError(
+            f"the {dataset} data at {root} has {len(source.classes)} classes, the model {num_classes}"
+        )
+    return source
 
 
 # ----------------------------------------------------------------------------------- seeds
@@ -193,7 +189,8 @@ def run_seeds(args: argparse.Namespace) -> int:
         if threshold is None:
             threshold = float((config.get("eval") or {}).get("threshold", S.DEFAULT_THRESHOLD))
         scales = tuple(args.scales or S.DEFAULT_SCALES)
-        source = open_split(dataset, root, args.split, meta.num_classes)
+        options = (data.get("options") or {}) if data.get("dataset") == dataset else {}
+        source = open_split(dataset, root, args.split, meta.num_classes, options)
         output = Path(args.output) / args.split
         engine = S.SeedEngine(model, fuse=cam, scales=scales, flip=not args.no_flip, device=env.device)
         manifest = {
@@ -205,10 +202,11 @@ def run_seeds(args: argparse.Namespace) -> int:
             "bg_threshold": threshold,
             "dataset": dataset,
             "data_root": str(Path(root).resolve()),
+            "data_options": options,
             "split": args.split,
             "num_images": len(source.image_ids),
             "num_classes": meta.num_classes,
-            "class_names": meta.class_names,
+            "class_names": meta.class_names or source.classes,
         }
         S.check_manifest(output, manifest)  # every rank refuses a folder of other settings alike
         if env.is_main:
@@ -290,7 +288,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     root = args.data_root or manifest["data_root"]
 
     def split_inputs(folder: Path, name: str) -> tuple[Path, list[str], Any]:
-        source = open_split(dataset, root, name, num_classes)
+        source = open_split(dataset, root, name, num_classes, manifest.get("data_options"))
         return folder, list(source.image_ids), source.read_mask
 
     select = None

@@ -400,51 +400,41 @@ def _as_is(item: Any) -> Any:
 # ------------------------------------------------------------------------------------ data
 
 
-class LayoutSplit:
-    """A split of a folder in the VOC 2012 layout, read directly: ``ImageSets/Segmentation/<split>.txt``
-    (one id per line), ``JPEGImages/<id>.jpg`` and ``SegmentationClass/<id>.png`` (labels 1..K,
-    255 ignored); the tags of an image are the classes of its mask.
+class DatasetSplit:
+    """A split of a multi-label dataset (:func:`bas.data.formats.build_dataset` of ``voc``, ``coco``
+    or ``multilabel_folder``) as seeds and their evaluation read it: the original images, the
+    multi-hot tags and the label masks."""
 
-    A stand-in until the ``voc`` dataset format is available through the format registry.
-    """
+    def __init__(self, dataset: Any):
+        from bas.errors import ConfigError
 
-    def __init__(self, root: str | Path, split: str, num_classes: int):
-        from bas.errors import DataError
-
-        self.root, self.split, self.num_classes = Path(root), split, int(num_classes)
-        listing = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
-        try:
-            lines = listing.read_text().splitlines()
-        except FileNotFoundError:
-            raise DataError(f"no list of the split {split!r}", listing) from None
-        self.image_ids = [line.strip() for line in lines if line.strip()]
-        for number, image_id in enumerate(self.image_ids, 1):
-            try:
-                path_inside(self.root, image_id)
-            except Exception as exc:
-                raise DataError(str(exc), listing, number) from None
+        if not getattr(dataset, "multi_label", False):
+            raise ConfigError(
+                f"{type(dataset).__name__} is not a multi-label dataset (voc, coco, multilabel_folder)"
+            )
+        self.dataset = dataset
+        self.image_ids = dataset.image_ids
+        self.classes = list(dataset.classes)
 
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def read_mask(self, index: int) -> np.ndarray:
-        from bas.wsss.masks import read_label_png
-
-        return read_label_png(path_inside(self.root / "SegmentationClass", self.image_ids[index], ".png"))
-
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        from bas.errors import DataError
-        from bas.io import read_image
+        from bas.data.multilabel import multi_hot
 
-        path = path_inside(self.root / "JPEGImages", self.image_ids[index], ".jpg")
-        image = np.asarray(read_image(path, exif=False))
-        mask = self.read_mask(index)
-        labels = np.unique(mask[mask != 255])
-        if labels.size and labels.max() > self.num_classes:
-            raise DataError(f"label {labels.max()} in a mask of a {self.num_classes}-class dataset", path)
-        tags = np.zeros(self.num_classes, np.float32)
-        tags[labels[labels > 0].astype(np.int64) - 1] = 1
-        return image, tags
+        image, tags, _ = self.dataset.load(index)
+        return np.asarray(image), multi_hot(tags, len(self.classes)).numpy()
+
+    def read_mask(self, index: int) -> np.ndarray:
+        """The uint8 ``(H, W)`` label mask of image ``index`` (DataError without one)."""
+        from bas.errors import DataError
+
+        record = self.dataset.records[index]
+        if record.mask is None:
+            raise DataError(f"{record.image_id}: no label mask to evaluate against", record.path)
+        with Image.open(record.path) as image:
+            size = image.size
+        return self.dataset.label_mask(index, size)
 
 
 # ------------------------------------------------------------------------------------ manifest
