@@ -125,6 +125,9 @@ CANONICAL = {
     "benchmark": ["synthetic", "--output", "o", "--device", "cpu"],
     "convert": ["a.pth", "b.safetensors", "--arch", "resnet50", "--variant", "cvpr2022"],
     "data check": ["cub", "d"],
+    "wsss seeds": ["--checkpoint", "m.safetensors", "--data-root", "d", "--dataset", "voc", "--output", "o"]
+    + ["--device", "cpu"],
+    "wsss evaluate": ["--seeds", "s", "--data-root", "d", "--dataset", "voc", "--output", "o"],
     "data list": [],
     "report": [
         "run",

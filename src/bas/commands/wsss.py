@@ -15,15 +15,23 @@ from typing import Any
 from bas.commands._common import (
     add_checkpoint_arg,
     add_data_root_arg,
+    add_dataset_arg,
     add_device_args,
     add_output_arg,
     count,
     existing_file,
     fraction,
+    match_choice,
     positive_int,
 )
 
 DATASETS = ("voc", "coco", "multilabel_folder")  # the multi-label formats
+METAVAR = "{" + ",".join(DATASETS) + "}"
+
+
+def multilabel_kind(value: str) -> str:
+    """``--dataset``: a multi-label dataset format, any case."""
+    return match_choice(value, DATASETS, "multi-label dataset")
 
 
 def positive_number(text: str) -> float:
@@ -51,7 +59,9 @@ def add_parser(subparsers: Any) -> None:
     )
     add_checkpoint_arg(seeds)
     add_data_root_arg(seeds, help="dataset root (default: the checkpoint's data.root)")
-    seeds.add_argument("--dataset", type=str.lower, choices=DATASETS, help="dataset kind (default: voc)")
+    add_dataset_arg(
+        seeds, kind=multilabel_kind, metavar=METAVAR, help="dataset kind, any case (default: voc)"
+    )
     seeds.add_argument("--split", default="train", help="split to seed (default: train)")
     add_output_arg(seeds, required=True, help="seeds folder; the split's seeds go to DIR/<split>/")
     seeds.add_argument(
