@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     from bas.engine.evaluate import add_pseudo_boxes, evaluate_split, write_evaluation
     from bas.io import write_json
 
-    load_config(None, args.overrides)  # the --set values, checked before the model is read
+    # the --set values, checked before the model is read (data.options against --dataset's kind)
+    load_config(None, [f"data.dataset={args.dataset}"] * bool(args.dataset) + list(args.overrides))
     device = resolve_device(args.device)
     model = load_checkpoint(args.checkpoint, map_location=device)
     cfg = evaluation_config(model.bas_meta, args)

@@ -614,41 +614,6 @@ def localizer_for(model: nn.Module, cfg: dict[str, Any], threshold: float, devic
     )
 
 
-def tagged_objects(
-    model: nn.Module,
-    cfg: dict[str, Any],
-    dataset: Any,
-    *,
-    threshold: float,
-    min_area: float = 0.01,
-    nms_iou: float = 0.5,
-    device: str = "cpu",
-    progress: bool = True,
-) -> Iterator[tuple[int, Any]]:
-    """``(index, Prediction)`` for every image of ``dataset`` in order, with ``objects`` the boxes of
-    the image's tagged classes (see the section's comment); images read in their stored frame."""
-    from bas.data.datasets import open_rgb
-
-    localizer = localizer_for(model, cfg, threshold, device)
-    crop = cfg["data"]["test_mode"] == "crop"
-    batch = max(1, int(cfg["data"]["eval_batch_size"]))
-    n = len(dataset.records)
-    with tqdm(total=n, desc="objects", disable=not progress, leave=False, dynamic_ncols=True) as bar:
-        for start in range(0, n, batch):
-            indices = range(start, min(n, start + batch))
-            preds = localizer.predict(
-                [open_rgb(dataset.records[i].path) for i in indices],
-                crop=crop,
-                batch_size=batch,
-                multi=True,
-                min_area=min_area,
-                nms_iou=nms_iou,
-                classes=[image_objects(dataset, i)[0] for i in indices],
-            )
-            yield from zip(indices, preds)
-            bar.update(len(preds))
-
-
 def pseudo_box_pass(
     model: nn.Module,
     cfg: dict[str, Any],
@@ -661,27 +626,39 @@ def pseudo_box_pass(
     progress: bool = True,
 ) -> tuple[CorLocEvaluator, dict[str, Any]]:
     """CorLoc of ``dataset`` and its pseudo-boxes as a COCO-format dict (:func:`bas.predict.coco_detections`;
-    images named and numbered as :func:`bas.data.coco_export.coco_images` does with the data root)."""
+    images named and numbered as :func:`bas.data.coco_export.coco_images` does with the data root).
+
+    The objects of each image's tagged classes (see the section's comment) come from
+    :meth:`bas.predict.Localizer.predict`, on the images read in their stored frame.
+    """
     from bas.data.coco_export import coco_file_name
+    from bas.data.datasets import open_rgb
     from bas.predict import coco_detections
 
+    localizer = localizer_for(model, cfg, threshold, device)
+    crop = cfg["data"]["test_mode"] == "crop"
+    batch = max(1, int(cfg["data"]["eval_batch_size"]))
     evaluator = CorLocEvaluator(model.num_classes)
     entries = []
-    root = cfg["data"]["root"]
-    for index, pred in tagged_objects(
-        model,
-        cfg,
-        dataset,
-        threshold=threshold,
-        min_area=min_area,
-        nms_iou=nms_iou,
-        device=device,
-        progress=progress,
+    n = len(dataset.records)
+    for start in tqdm(
+        range(0, n, batch), desc="objects", disable=not progress, leave=False, dynamic_ncols=True
     ):
-        _, gt_boxes, gt_labels = image_objects(dataset, index)
-        evaluator.update(pred.objects, gt_boxes, gt_labels)
-        path = dataset.records[index].path
-        entries.append((coco_file_name(path, root), pred.image_size, pred.objects))
+        indices = range(start, min(n, start + batch))
+        objects = [image_objects(dataset, i) for i in indices]
+        preds = localizer.predict(
+            [open_rgb(dataset.records[i].path) for i in indices],
+            crop=crop,
+            batch_size=batch,
+            multi=True,
+            min_area=min_area,
+            nms_iou=nms_iou,
+            classes=[tags for tags, _, _ in objects],
+        )
+        for index, pred, (_, gt_boxes, gt_labels) in zip(indices, preds, objects):
+            evaluator.update(pred.objects, gt_boxes, gt_labels)
+            name = coco_file_name(dataset.records[index].path, cfg["data"]["root"])
+            entries.append((name, pred.image_size, pred.objects))
     names = getattr(model, "class_names", None) or list(dataset.classes)
     return evaluator, coco_detections(entries, names)
 
