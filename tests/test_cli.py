@@ -225,7 +225,7 @@ def test_data_check_kind_in_any_case():
     [
         ["evaluate", "--checkpoint", "m", "--data-root", "d", "--dataset", "imagenet"],
         ["evaluate-maps", "--maps", "m", "--metadata", "x", "--dataset", "voc"],
-        ["data", "check", "coco", "d"],
+        ["data", "check", "coco2017", "d"],
         ["convert", "a", "b", "--arch", "resnet9"],
         ["convert", "a", "b", "--variant", "eccv"],
         ["evaluate", "--checkpoint", "m"],  # --data-root is required

@@ -170,7 +170,7 @@ def test_voc_train_aug_reads_sbd_masks_with_or_without_a_list(voc):
 def test_voc_containment_refuses_a_list_entry_leaving_the_root(voc):
     lists = voc / "ImageSets" / "Segmentation"
     (lists / "train.txt").write_text("2007_000001\n../x\n")
-    with pytest.raises(DataError, match=r"train\.txt:2: .*leaves the dataset root"):
+    with pytest.raises(DataError, match=r"train\.txt:2: expected an image id .*'\.\./x'"):
         build_dataset("voc", voc, "train")
     (lists / "train.txt").write_text("2007_000001\n/JPEGImages/../../x.jpg /SegmentationClass/x.png\n")
     with pytest.raises(DataError, match=r"train\.txt:2: "):
