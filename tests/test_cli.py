@@ -255,15 +255,7 @@ def run_python(code: str, cwd: Path | None = None) -> subprocess.CompletedProces
 HEAVY = "[m for m in ('torch', 'torchvision') if m in sys.modules]"
 
 
-# The dataset registry behind `bas data` imports torch; its parser is built only when named.
-TORCH_PARSERS = {"data check", "data list"}
-KNOWN_GAP = pytest.mark.xfail(strict=True, reason="the dataset format registry imports torch")
-
-
-@pytest.mark.parametrize(
-    "command",
-    ["", *(pytest.param(c, marks=KNOWN_GAP) if c in TORCH_PARSERS else c for c in sorted(COMMANDS))],
-)
+@pytest.mark.parametrize("command", ["", *sorted(COMMANDS)])
 def test_help_imports_no_torch(command):
     code = (
         "import sys\nfrom bas.cli import main\n"
