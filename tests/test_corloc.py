@@ -285,6 +285,10 @@ def test_bas_evaluate_on_multi_object_data_reports_corloc_and_writes_pseudo_boxe
     assert rows[0] == "class,name,images,corloc" and len(rows) == 1 + len(expected)
     for a in coco["annotations"]:
         assert a["iscrowd"] == 0 and a["area"] == a["bbox"][2] * a["bbox"][3] and 0 < a["score"] <= 1
+    # the run's page shows CorLoc and the per-class table
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "CorLoc (multi-object)" in page and ">corloc<" in page
     # a detector trainer's view: the pseudo-boxes against the ground truth, with COCOeval
     stats = coco_eval(coco_ground_truth(dataset, root), coco, tmp_path)
     assert len(stats) == 12 and all(-1.0 <= s <= 1.0 for s in stats)

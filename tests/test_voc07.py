@@ -359,3 +359,39 @@ def test_voc07_reads_the_synthetic_multi_object_data(tmp_path):
             assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
         classes = read_label_png(root / VOC_SUBDIR / "SegmentationClass" / f"{record.image_id}.png")
         assert record.tags == sorted({int(v) - 1 for v in np.unique(classes) if 0 < v < 255})
+
+
+# ------------------------------------------------------------------------------ fuzzing
+
+XML_TOKENS = [
+    "<annotation>", "</annotation>", "<object>", "</object>", "<name>", "</name>", "dog", "<bndbox>",
+    "</bndbox>", "<xmin>", "</xmin>", "<xmax>", "</xmax>", "<ymin>", "</ymin>", "<ymax>", "</ymax>",
+    "<size>", "</size>", "<width>", "</width>", "<height>", "</height>", "<difficult>", "</difficult>",
+    "1", "0", "10", "-3", "nan", "1e309", "&amp;", "&x;", "<!DOCTYPE a>", "<!ENTITY x 'y'>", "<?xml version='1.0'?>",
+    " ", "\n", "\xff", "]]>",
+]  # fmt: skip
+
+
+def test_any_bytes_give_an_annotation_or_a_data_error():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    content = st.one_of(
+        st.lists(st.sampled_from(XML_TOKENS), max_size=40).map(
+            lambda t: "".join(t).encode("utf-8", "surrogatepass")
+        ),
+        st.binary(max_size=200),
+    )
+
+    @settings(max_examples=150, deadline=2000, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+    @given(content)
+    def check(data: bytes) -> None:
+        try:
+            ann = parse_voc_xml("fuzz.xml", data=data, classes=["dog"])
+        except DataError as exc:
+            assert str(exc).startswith("fuzz.xml") and "\n" not in str(exc)
+            return
+        for obj in ann.objects:
+            assert obj.name == "dog" and obj.box[0] < obj.box[2] and obj.box[1] < obj.box[3]
+
+    check()
