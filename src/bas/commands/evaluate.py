@@ -34,6 +34,13 @@ def add_parser(sub) -> None:
         "MaxBoxAcc and MaxBoxAccV2, PxAP/PIoU where masks exist.",
     )
     add_checkpoint_arg(p)
+    p.add_argument(
+        "--zoo",
+        metavar="NAME",
+        help="a released checkpoint of the model zoo (bas zoo): evaluate --checkpoint with that entry's "
+        "recipe, protocol, top-k, threshold and ten-crop classification, and print the measured "
+        "figures next to the reported ones",
+    )
     add_data_root_arg(p, dest="data", required=True)
     add_dataset_arg(p, help=f"{DATASET_KINDS_HELP} (default: the checkpoint's training dataset, else cub)")
     p.add_argument("--split", default="test", help="split to report (default: test)")
@@ -70,16 +77,21 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def evaluation_config(meta: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """The config of an evaluation: defaults, the checkpoint's training config, then the arguments."""
+def evaluation_config(
+    meta: dict[str, Any], args: argparse.Namespace, recipe: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The config of an evaluation: defaults, the checkpoint's training config (or ``recipe``, a
+    zoo entry's), then the arguments."""
     from bas.config import default_config, known_part, merge, parse_override
     from bas.errors import ConfigError
     from bas.schema import check_config
 
     cfg = default_config()
-    trained = meta.get("config") or {}
+    trained = recipe or meta.get("config") or {}
     cfg = merge(cfg, known_part({k: v for k, v in trained.items() if k in ("data", "eval")}, cfg))
     dataset = args.dataset or ("cub" if cfg["data"]["dataset"] == "synthetic" else cfg["data"]["dataset"])
+    if dataset != cfg["data"]["dataset"]:
+        cfg["data"]["options"] = {}  # the options of another dataset kind do not apply
     cfg["data"].update(dataset=dataset, root=args.data)
     if meta.get("input_size"):
         cfg["data"]["input_size"] = int(meta["input_size"])
@@ -119,9 +131,15 @@ def run(args: argparse.Namespace) -> int:
     from bas.engine.evaluate import evaluate_split, write_evaluation
 
     load_config(None, args.overrides)  # the --set values, checked before the model is read
+    entry, recipe = None, None
+    if args.zoo:
+        from bas.zoo import apply_entry
+
+        entry, recipe = apply_entry(args)
+        print(entry.settings(protocol_applied=hasattr(args, "protocol")))
     device = resolve_device(args.device)
     model = load_checkpoint(args.checkpoint, map_location=device)
-    cfg = evaluation_config(model.bas_meta, args)
+    cfg = evaluation_config(model.bas_meta, args, recipe=recipe)
     out_dir = (
         Path(args.output)
         if args.output
@@ -138,8 +156,15 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     report.result["checkpoint"] = str(args.checkpoint)
+    if entry is not None:
+        from bas.zoo import comparison, format_comparison
+
+        rows = comparison(entry, report.result)
+        report.result["zoo"] = {"entry": entry.name, "protocol": entry.protocol, "comparison": rows}
     write_evaluation(out_dir, report, model, cfg, save_vis=args.save_vis, device=device)
     print(f"{args.split}: {format_metrics(report.result)}")
+    if entry is not None:
+        print(f"{entry.name} ({entry.average} mean, as reported):\n{format_comparison(rows)}")
     if args.class_balanced and "class_balanced" in report.result:
         print(f"class-balanced: {format_metrics(report.result['class_balanced'])}")
     print(f"wrote {out_dir}")
