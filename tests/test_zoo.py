@@ -218,6 +218,7 @@ def test_evaluate_zoo_end_to_end(whole_image_boxes, tmp_path, capsys, name, expe
     # the entry's settings, not the file's best_thr nor the defaults
     assert (result["threshold"], result["top_k"], result["ten_crop"]) == (entry.threshold, entry.top_k, True)
     assert result["test_mode"] == entry.test_mode == "crop" and result["num_images"] == 4
+    assert result["protocol"] == entry.protocol  # the preset of the authors' code was applied
     # the figures worked out by hand, in the mean the paper used (class-balanced for the CVPR code)
     rows = {row["key"]: row for row in result["zoo"]["comparison"]}
     assert set(rows) == set(entry.reported)

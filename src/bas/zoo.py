@@ -26,8 +26,6 @@ import yaml
 from bas.errors import CheckpointError, ConfigError, UsageError
 
 ZOO_FILE = "zoo.yaml"
-# The evaluation presets of the protocol module, by name (`bas evaluate --protocol`).
-PROTOCOLS = ("standard", "cvpr2022-code", "ijcv2023-code")
 TASKS = ("wsol", "wsss")
 AVERAGES = ("class", "image")
 # Reported metric keys (the keys of `bas evaluate`'s metrics.json) and their column titles.
@@ -88,15 +86,10 @@ class ZooEntry:
             for key in self.reported
         }
 
-    def settings(self, protocol_applied: bool = True) -> str:
+    def settings(self) -> str:
         """One line: what ``bas evaluate --zoo`` takes from the entry."""
-        protocol = (
-            self.protocol
-            if protocol_applied
-            else f"{self.protocol} (not available in this build: default conventions)"
-        )
         return (
-            f"zoo {self.name}: recipe {self.recipe}, protocol {protocol}, top_k {self.top_k}, "
+            f"zoo {self.name}: recipe {self.recipe}, protocol {self.protocol}, top_k {self.top_k}, "
             f"threshold {self.threshold:g}" + (", ten-crop classification" if self.ten_crop else "")
         )
 
@@ -151,8 +144,10 @@ def load_zoo() -> Zoo:
         seen.add(name)
         if raw.get("task") not in TASKS or raw.get("average") not in AVERAGES:
             raise ConfigError(f"{where}: task must be one of {TASKS} and average one of {AVERAGES}")
-        if raw.get("protocol") is not None and raw["protocol"] not in PROTOCOLS:
-            raise ConfigError(f"{where}: unknown protocol {raw['protocol']!r}; expected one of {PROTOCOLS}")
+        if raw.get("protocol") is not None and raw["protocol"] not in protocol_names():
+            raise ConfigError(
+                f"{where}: unknown protocol {raw['protocol']!r}; expected one of {', '.join(protocol_names())}"
+            )
         if raw.get("source") not in sources:
             raise ConfigError(f"{where}: source {raw.get('source')!r} is not in `sources`")
         unknown = set(raw.get("reported") or {}) - set(METRICS)
@@ -181,16 +176,10 @@ def load_zoo() -> Zoo:
 
 
 def protocol_names() -> tuple[str, ...]:
-    """The protocol presets of :mod:`bas.protocols` when it is installed, else :data:`PROTOCOLS`."""
-    try:
-        from bas import protocols  # type: ignore[attr-defined]
-    except ImportError:
-        return PROTOCOLS
-    for attr in ("PROTOCOLS", "PRESETS", "NAMES"):
-        names = getattr(protocols, attr, None)
-        if names:
-            return tuple(names)
-    return tuple(protocols.list_protocols()) if hasattr(protocols, "list_protocols") else PROTOCOLS
+    """The protocol presets of :mod:`bas.protocols`."""
+    from bas.protocols import PROTOCOLS as presets
+
+    return tuple(presets)
 
 
 # ----------------------------------------------------------------------------------- evaluation
@@ -225,7 +214,7 @@ def apply_entry(args: Any) -> tuple[ZooEntry, dict[str, Any]]:
     if args.top_k is None:
         args.top_k = entry.top_k
     args.ten_crop = bool(args.ten_crop or entry.ten_crop)
-    if hasattr(args, "protocol") and args.protocol is None:
+    if getattr(args, "protocol", None) is None:
         args.protocol = entry.protocol
     return entry, load_recipe(entry.recipe)
 

@@ -69,6 +69,22 @@ def add_parser(sub) -> None:
         "resized to the input size; implies --test-mode resize) and their metadata "
         "(<DIR>/metadata), ready for bas evaluate-maps --maps DIR",
     )
+    p.add_argument(
+        "--protocol",
+        default=None,
+        choices=["standard", "cvpr2022-code", "ijcv2023-code", "all"],
+        help="evaluation conventions (docs/protocols.md): standard (Choe et al., the default), "
+        "cvpr2022-code / ijcv2023-code (what the papers' scripts compute: their crop path, PIL "
+        "resize, ten-crop and per-dataset threshold/top-k unless --threshold/--top-k are given), "
+        "or all (the three side by side; forward passes shared where the input path is the same); "
+        "with --zoo, the entry's",
+    )
+    p.add_argument(
+        "--diff-csv",
+        metavar="FILE",
+        help="with --protocol all: per-image IoU and decision (IoU 0.5) of every protocol, for the "
+        "images where the decisions differ",
+    )
     p.add_argument("--save-vis", type=count, default=0, metavar="N", help="qualitative grid of N images")
     p.add_argument("--batch-size", type=positive_int, help="evaluation batch size")
     p.add_argument("--workers", type=count, help="data loader workers")
@@ -129,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     from bas.checkpoints import load_checkpoint
     from bas.config import load_config
     from bas.engine.evaluate import evaluate_split, write_evaluation
+    from bas.errors import ConfigError
 
     load_config(None, args.overrides)  # the --set values, checked before the model is read
     entry, recipe = None, None
@@ -136,7 +153,10 @@ def run(args: argparse.Namespace) -> int:
         from bas.zoo import apply_entry
 
         entry, recipe = apply_entry(args)
-        print(entry.settings(protocol_applied=hasattr(args, "protocol")))
+        print(entry.settings())
+    args.protocol = args.protocol or "standard"
+    if args.diff_csv and args.protocol != "all":
+        raise ConfigError("--diff-csv compares protocols: use it with --protocol all")
     device = resolve_device(args.device)
     model = load_checkpoint(args.checkpoint, map_location=device)
     cfg = evaluation_config(model.bas_meta, args, recipe=recipe)
@@ -154,19 +174,30 @@ def run(args: argparse.Namespace) -> int:
         save_maps=args.save_maps,
         device=device,
         progress=not args.no_progress,
+        protocol=args.protocol,
+        threshold=args.threshold,
+        top_k=args.top_k,
     )
     report.result["checkpoint"] = str(args.checkpoint)
     if entry is not None:
         from bas.zoo import comparison, format_comparison
 
-        rows = comparison(entry, report.result)
+        rows = comparison(entry, report.result.get("protocols", {}).get(entry.protocol, report.result))
         report.result["zoo"] = {"entry": entry.name, "protocol": entry.protocol, "comparison": rows}
     write_evaluation(out_dir, report, model, cfg, save_vis=args.save_vis, device=device)
-    print(f"{args.split}: {format_metrics(report.result)}")
-    if entry is not None:
-        print(f"{entry.name} ({entry.average} mean, as reported):\n{format_comparison(rows)}")
+    if args.protocol == "all":
+        from bas.protocols import format_side_by_side, write_diff_csv
+
+        print(format_side_by_side(report.result["protocols"]))
+        if args.diff_csv:
+            n = write_diff_csv(args.diff_csv, report.evaluators)
+            print(f"wrote {args.diff_csv} ({n} images whose decisions differ)")
+    named = "" if args.protocol in ("standard", "all") else f" ({args.protocol})"
+    print(f"{args.split}{named}: {format_metrics(report.result)}")
     if args.class_balanced and "class_balanced" in report.result:
         print(f"class-balanced: {format_metrics(report.result['class_balanced'])}")
+    if entry is not None:
+        print(f"{entry.name} ({entry.average} mean, as reported):\n{format_comparison(rows)}")
     print(f"wrote {out_dir}")
     if args.save_maps:
         print(f"wrote maps and metadata to {args.save_maps} (bas evaluate-maps --maps {args.save_maps})")
