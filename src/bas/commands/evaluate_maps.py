@@ -24,6 +24,7 @@ from typing import Any
 from bas.commands._common import (
     add_dataset_arg,
     add_output_arg,
+    fraction,
     map_dataset,
     positive_int,
     step_fraction,
@@ -83,7 +84,10 @@ def add_parser(subparsers: Any) -> None:
         help="standard (MaxBoxAcc/PxAP, the default) or the papers' code at --threshold",
     )
     parser.add_argument(
-        "--threshold", type=float, help="score threshold of --protocol cvpr2022-code / ijcv2023-code"
+        "--threshold",
+        type=fraction,
+        metavar="T",
+        help="score threshold in [0, 1] of --protocol cvpr2022-code / ijcv2023-code",
     )
     add_output_arg(parser, type=results_file, help="write the results to DIR/metrics.json (or to FILE.json)")
     parser.add_argument("--curve", help="write the accuracy (or precision-recall) curve to this CSV file")
