@@ -126,6 +126,7 @@ CANONICAL = {
     "convert": ["a.pth", "b.safetensors", "--arch", "resnet50", "--variant", "cvpr2022"],
     "data check": ["cub", "d"],
     "data list": [],
+    "zoo": ["cub-vgg16", "--json"],
     "report": [
         "run",
         "--output",
