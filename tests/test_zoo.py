@@ -101,6 +101,7 @@ def test_bad_data_file_is_reported(monkeypatch):
         ("protocol: cvpr2022-code", "protocol: cvpr2022", "unknown protocol 'cvpr2022'"),
         ("source: ijcv2023-zoo", "source: nowhere", "source 'nowhere'"),
         ("{PxAP: 66.86", "{mAP: 66.86", "unknown reported metrics"),
+        ("    table: CUB models", "    tabel: CUB models", r"unknown fields \['tabel'\]"),
     ):
         monkeypatch.setattr(zoo, "zoo_text", lambda old=old, new=new: good.replace(old, new, 1))
         zoo.load_zoo.cache_clear()

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -37,6 +38,7 @@ METRICS = {
     "PIoU": "PIoU",
     "seed_mIoU": "seed mIoU",
 }
+LOC = ("top1_loc", "top5_loc", "gt_known_loc")  # the fixed-threshold accuracies, per image or per class
 PAPERS = {"cvpr2022": "CVPR 2022", "ijcv2023": "IJCV 2023"}
 
 
@@ -68,7 +70,6 @@ class ZooEntry:
     top_k: int = 1
     threshold: float = 0.5
     test_mode: str = "crop"
-    recipe_dataset: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -78,13 +79,12 @@ class ZooEntry:
     def measured(self, result: dict[str, Any]) -> dict[str, float | None]:
         """The figures of a ``bas evaluate`` result that compare with :attr:`reported`, taken with
         the same mean (class-balanced or per image); None where the result has none."""
-        source = result.get("class_balanced", {}) if self.average == "class" else result
-        return {
-            key: (float(source[key]) if source.get(key) is not None else None)
-            if key in ("top1_loc", "top5_loc", "gt_known_loc")
-            else (float(result[key]) if result.get(key) is not None else None)
-            for key in self.reported
-        }
+        out = {}
+        for key in self.reported:
+            source = result.get("class_balanced", {}) if self.average == "class" and key in LOC else result
+            value = source.get(key)
+            out[key] = None if value is None else float(value)
+        return out
 
     def settings(self) -> str:
         """One line: what ``bas evaluate --zoo`` takes from the entry."""
@@ -100,6 +100,14 @@ class ZooEntry:
             f"the {self.name} checkpoint is the authors' {self.file} ({self.authors_path} in their "
             f"repository); download it from {pages}"
         )
+
+
+# What the data file's entries set (the other fields come from the recipe), and what they must set.
+RECIPE_FIELDS = ("arch", "method", "num_classes", "variant", "top_k", "threshold", "test_mode")
+ENTRY_FIELDS = tuple(f.name for f in dataclass_fields(ZooEntry) if f.name not in RECIPE_FIELDS)
+REQUIRED = tuple(
+    f.name for f in dataclass_fields(ZooEntry) if f.name in ENTRY_FIELDS and f.default is MISSING
+)
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,9 @@ def load_zoo() -> Zoo:
         unknown = set(raw.get("reported") or {}) - set(METRICS)
         if unknown:
             raise ConfigError(f"{where}: unknown reported metrics {sorted(unknown)}")
+        unknown, missing = set(raw) - set(ENTRY_FIELDS), set(REQUIRED) - set(raw)
+        if unknown or missing:
+            raise ConfigError(f"{where}: unknown fields {sorted(unknown)}, missing fields {sorted(missing)}")
         recipe = load_recipe(raw["recipe"])
         model, ev, data_cfg = recipe.get("model", {}), recipe.get("eval", {}), recipe.get("data", {})
         entries.append(
@@ -169,7 +180,6 @@ def load_zoo() -> Zoo:
                 top_k=int(ev.get("top_k", 1)),
                 threshold=float(ev.get("threshold", 0.5)),
                 test_mode=data_cfg.get("test_mode", "crop"),
-                recipe_dataset=data_cfg.get("dataset", ""),
             )
         )
     return Zoo(tuple(entries), sources, tuple(data.get("not_covered") or ()))
