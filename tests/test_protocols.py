@@ -542,3 +542,15 @@ def test_evaluate_maps_with_code_protocols(tiny, capsys):
     assert results["cvpr2022-code"]["class_balanced"] is True
     assert main(["evaluate-maps", "--maps", str(maps), "--protocol", "ijcv2023-code"]) == 2  # no threshold
     assert "error:" in capsys.readouterr().err
+
+
+def test_code_protocols_refuse_select_on_and_save_maps(tiny, capsys):
+    from bas.cli import main
+
+    args = ["evaluate", "--checkpoint", str(tiny.checkpoint), "--data", str(tiny.data), "--dataset", "cub"]
+    args += ["--workers", "0", "--no-progress", "--device", "cpu", "--output", str(tiny.root / "refused")]
+    assert main([*args, "--protocol", "cvpr2022-code", "--select-on", "val"]) == 2
+    assert "--select-on" in capsys.readouterr().err
+    assert main([*args, "--protocol", "ijcv2023-code", "--save-maps", str(tiny.root / "no_maps")]) == 2
+    assert "standard protocol" in capsys.readouterr().err
+    assert not (tiny.root / "no_maps").exists() and not (tiny.root / "refused").exists()

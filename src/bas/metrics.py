@@ -819,6 +819,86 @@ def reference_box_hits(
     return hits
 
 
+# ----------------------------------------------------------------------------------- CorLoc
+# Correct localisation (CorLoc), the weakly supervised detection metric of multi-object datasets:
+# for class c, the images containing c whose top-scoring box *for c* has IoU >= 0.5 with one of the
+# ground-truth boxes of c in that image; per class in percent, and their mean over the classes with
+# at least one image. The IoU is :func:`box_iou`'s, the protocol's inclusive-pixel one used by every
+# metric here, on the package's boxes (x1 / y1 exclusive); the threshold is inclusive (``>=``).
+# Which objects count (VOC's ``difficult`` ones or not) is the caller's choice of ``gt_boxes``.
+
+__all__ += ["corloc", "corloc_hits", "top_box_per_class"]
+
+
+def top_box_per_class(boxes: Any, scores: Any, labels: Any, classes: Sequence[int]) -> np.ndarray:
+    """The highest-scoring box of each class in ``classes`` among one image's detections.
+
+    Args:
+        boxes: (N, 4) detections; scores: (N,); labels: (N,) their classes.
+        classes: the classes asked for.
+
+    Returns:
+        (len(classes), 4) float64; a row of NaN for a class without a detection. Of equal scores,
+        the first detection wins.
+    """
+    boxes = _to_numpy(boxes).astype(np.float64).reshape(-1, 4)
+    scores = _to_numpy(scores).astype(np.float64).reshape(-1)
+    labels = _to_numpy(labels).astype(np.int64).reshape(-1)
+    if not len(boxes) == len(scores) == len(labels):
+        raise ValueError(f"{len(boxes)} boxes, {len(scores)} scores and {len(labels)} labels")
+    out = np.full((len(classes), 4), np.nan)
+    for i, c in enumerate(classes):
+        found = np.flatnonzero(labels == int(c))
+        if len(found):
+            out[i] = boxes[found[np.argmax(scores[found])]]
+    return out
+
+
+def corloc_hits(top_boxes: Any, gt_boxes: Sequence[Any], iou_threshold: float = 0.5) -> np.ndarray:
+    """Whether each (image, class) pair is correctly localised.
+
+    Args:
+        top_boxes: (P, 4), the top-scoring box of the pair's class in its image; a NaN row (no box
+            for that class) is a miss.
+        gt_boxes: P arrays (M_i, 4), M_i >= 1: the ground-truth boxes of that class in that image.
+        iou_threshold: a fraction; a pair is correct when its best IoU is ``>= iou_threshold``.
+
+    Returns:
+        (P,) bool.
+    """
+    (iou_threshold,) = iou_fractions(iou_threshold, "iou_threshold")
+    top = _to_numpy(top_boxes).astype(np.float64).reshape(-1, 4)
+    found = ~np.isnan(top).any(axis=1)
+    if len(gt_boxes) != len(top):
+        raise ValueError(f"{len(top)} boxes but {len(gt_boxes)} ground-truth lists")
+    hits = np.zeros(len(top), dtype=bool)
+    if found.any():
+        best = best_iou(top[found], [g for g, f in zip(gt_boxes, found) if f])
+        hits[found] = best >= iou_threshold
+    return hits
+
+
+def corloc(hits: Any, labels: Any, num_classes: int | None = None) -> dict[str, Any]:
+    """CorLoc from the per-pair results of :func:`corloc_hits` and each pair's class.
+
+    Returns:
+        ``{"CorLoc": mean over the classes with a pair (percent; NaN without any pair),
+        "per_class": {class: percent}, "images": {class: number of pairs}}``, the classes sorted,
+        only those with at least one pair (``num_classes`` only checks the labels' range).
+    """
+    hits = _to_numpy(hits).astype(bool).reshape(-1)
+    labels = _to_numpy(labels).astype(np.int64).reshape(-1)
+    if len(hits) != len(labels):
+        raise ValueError(f"{len(hits)} results but {len(labels)} labels")
+    if num_classes is not None and len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must be in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}")
+    classes = np.unique(labels)
+    per_class = {int(c): 100.0 * float(hits[labels == c].mean()) for c in classes}
+    images = {int(c): int((labels == c).sum()) for c in classes}
+    mean = float(np.mean(list(per_class.values()))) if per_class else float("nan")
+    return {"CorLoc": mean, "per_class": per_class, "images": images}
+
+
 # ----------------------------------------------------------------------------------- segmentation
 # Semantic-segmentation metrics for WSSS seeds and pseudo-masks, in the convention of the IRN and
 # BAS segmentation code (chainercv's confusion matrix):

@@ -36,7 +36,7 @@ by more than ``nms_iou`` are reduced to the best one (``torchvision.ops.batched_
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,11 +229,6 @@ def load_image(image: ImageInput) -> torch.Tensor:
     return tensor
 
 
-def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -333,6 +328,7 @@ class Localizer:
         class_threshold: float = 0.1,
         min_area: float = 0.01,
         nms_iou: float = 0.5,
+        classes: Sequence[Sequence[int]] | None = None,
     ) -> list[Prediction]:
         """Classify and localise images; one :class:`Prediction` per image, in input order.
 
@@ -347,6 +343,8 @@ class Localizer:
                 classes whose probability is at least ``class_threshold`` (the top-1 class always),
                 one per component of at least ``min_area`` (a fraction of the image), after
                 class-wise NMS at IoU ``nms_iou``.
+            classes: with ``multi``, the classes to find objects of, one list per image (e.g. its
+                known tags), instead of those chosen by ``class_threshold``.
 
         Always returns a list, also for a single image.
         """
@@ -361,10 +359,21 @@ class Localizer:
             isinstance(images, torch.Tensor) and images.dim() == 3
         ):
             images = [images]
+        images = list(images)
+        if classes is not None and len(classes) != len(images):
+            raise ValueError(
+                f"classes: one list per image expected, got {len(classes)} for {len(images)} images"
+            )
         predictions: list[Prediction] = []
-        for chunk in _batches(list(images), batch_size):
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            chosen = (
+                None
+                if classes is None
+                else [[int(k) for k in c] for c in classes[start : start + batch_size]]
+            )
             predictions += self._predict_batch(
-                [load_image(im) for im in chunk], top_k, threshold, crop, multi_args
+                [load_image(im) for im in chunk], top_k, threshold, crop, multi_args, chosen
             )
         return predictions
 
@@ -375,6 +384,7 @@ class Localizer:
         threshold: float,
         crop: bool,
         multi: tuple[float, float, float] | None = None,
+        chosen: list[list[int]] | None = None,
     ) -> list[Prediction]:
         batch = torch.stack([self.preprocess(im, crop) for im in images]).to(self.device)
         out = self.model(batch, top_k=top_k)
@@ -407,7 +417,7 @@ class Localizer:
             )
         if multi is not None:
             for pred, objects in zip(
-                predictions, self._objects(batch, probs, images, threshold, crop, *multi)
+                predictions, self._objects(batch, probs, images, threshold, crop, *multi, chosen=chosen)
             ):
                 pred.objects = objects
         return predictions
@@ -443,24 +453,32 @@ class Localizer:
         class_threshold: float,
         min_area: float,
         nms_iou: float,
+        chosen: list[list[int]] | None = None,
     ) -> list[list[Detection]]:
-        """Every object of each image of a batch (see :meth:`predict`, ``multi``)."""
+        """Every object of each image of a batch (see :meth:`predict`, ``multi``); ``chosen``: the
+        classes of each image (default: by ``class_threshold``)."""
         from torchvision.ops import batched_nms
 
-        ranked = probs.argsort(dim=1, descending=True)
-        chosen = [
-            [int(k) for k in row if probs[i, k] >= class_threshold] or [int(row[0])]
-            for i, row in enumerate(ranked)
-        ]
-        slots = max(len(c) for c in chosen)
+        if chosen is None:
+            ranked = probs.argsort(dim=1, descending=True)
+            chosen = [
+                [int(k) for k in row if probs[i, k] >= class_threshold] or [int(row[0])]
+                for i, row in enumerate(ranked)
+            ]
+        slots = max((len(c) for c in chosen), default=0)
         # one forward pass per class slot: the j-th chosen class of every image as its label
         class_maps = []
         for j in range(slots):
-            labels = torch.tensor([c[j] if j < len(c) else c[0] for c in chosen], device=self.device)
+            labels = torch.tensor([c[j] if j < len(c) else 0 for c in chosen], device=self.device)
+            if getattr(self.model, "label_type", "single") == "multi_hot":  # a one-hot tag vector
+                labels = torch.nn.functional.one_hot(labels, probs.shape[1]).float()
             out = self.model(batch, labels, top_k=1)
             class_maps.append(localization_maps(out.fg_map.float(), batch.shape[-2:]).cpu())
         results = []
         for i, (image, classes) in enumerate(zip(images, chosen)):
+            if not classes:
+                results.append([])
+                continue
             height, width = image.shape[-2:]
             maps = torch.stack([class_maps[j][i] for j in range(len(classes))])
             full = map_to_original(maps, (width, height), crop=crop, resize_size=self.resize_size)

@@ -94,7 +94,7 @@ def existing_file(text: str) -> str:
 
 
 #: The dataset kinds of ``--dataset`` (:data:`bas.data.DATASET_KINDS`), for help texts.
-DATASET_KINDS_HELP = "bas_list, cub, folder, ilsvrc, synthetic or wsol"
+DATASET_KINDS_HELP = "bas_list, cub, folder, ilsvrc, synthetic, voc07 or wsol"
 
 
 class DeprecatedAlias(argparse.Action):
@@ -232,6 +232,7 @@ def format_metrics(result: dict[str, Any]) -> str:
         "MaxBoxAccV2",
         "PxAP",
         "PIoU",
+        "CorLoc",
     ):
         if key in result:
             parts.append(f"{key}={result[key]:.2f}")

@@ -20,6 +20,7 @@ from bas.commands._common import (
     add_top_k_arg,
     count,
     format_metrics,
+    fraction,
     positive_int,
     resolve_device,
     step_fraction,
@@ -31,7 +32,8 @@ def add_parser(sub) -> None:
         "evaluate",
         help="evaluate a checkpoint on a dataset split",
         description="Top-1/Top-5 classification, GT-known/Top-1/Top-5 Loc at a threshold, "
-        "MaxBoxAcc and MaxBoxAccV2, PxAP/PIoU where masks exist.",
+        "MaxBoxAcc and MaxBoxAccV2, PxAP/PIoU where masks exist; CorLoc on a multi-object "
+        "dataset (voc07).",
     )
     add_checkpoint_arg(p)
     p.add_argument(
@@ -86,6 +88,24 @@ def add_parser(sub) -> None:
         "images where the decisions differ",
     )
     p.add_argument("--save-vis", type=count, default=0, metavar="N", help="qualitative grid of N images")
+    p.add_argument(
+        "--coco-json",
+        metavar="OUT",
+        help="write the split's pseudo-boxes as a COCO-format annotation file (every component of "
+        "each tagged class's map, scored, after class-wise NMS; bbox [x, y, w, h] in image pixels)",
+    )
+    p.add_argument(
+        "--min-area",
+        type=fraction,
+        default=0.01,
+        help="CorLoc and --coco-json: smallest component, a fraction of the image (default: 0.01)",
+    )
+    p.add_argument(
+        "--nms-iou",
+        type=fraction,
+        default=0.5,
+        help="CorLoc and --coco-json: NMS IoU threshold (default: 0.5)",
+    )
     p.add_argument("--batch-size", type=positive_int, help="evaluation batch size")
     p.add_argument("--workers", type=count, help="data loader workers")
     add_config_args(p)
@@ -144,10 +164,12 @@ def evaluation_config(
 def run(args: argparse.Namespace) -> int:
     from bas.checkpoints import load_checkpoint
     from bas.config import load_config
-    from bas.engine.evaluate import evaluate_split, write_evaluation
+    from bas.engine.evaluate import add_pseudo_boxes, evaluate_split, write_evaluation
     from bas.errors import ConfigError
+    from bas.io import write_json
 
-    load_config(None, args.overrides)  # the --set values, checked before the model is read
+    # the --set values, checked before the model is read (data.options against --dataset's kind)
+    load_config(None, [f"data.dataset={args.dataset}"] * bool(args.dataset) + list(args.overrides))
     entry, recipe = None, None
     if args.zoo:
         from bas.zoo import apply_entry
@@ -174,10 +196,15 @@ def run(args: argparse.Namespace) -> int:
         save_maps=args.save_maps,
         device=device,
         progress=not args.no_progress,
+        min_area=args.min_area,
+        nms_iou=args.nms_iou,
         protocol=args.protocol,
         threshold=args.threshold,
         top_k=args.top_k,
     )
+    if args.coco_json:
+        objects = {"min_area": args.min_area, "nms_iou": args.nms_iou}
+        coco = add_pseudo_boxes(report, model, cfg, **objects, device=device, progress=not args.no_progress)
     report.result["checkpoint"] = str(args.checkpoint)
     if entry is not None:
         from bas.zoo import comparison, format_comparison
@@ -199,6 +226,9 @@ def run(args: argparse.Namespace) -> int:
     if entry is not None:
         print(f"{entry.name} ({entry.average} mean, as reported):\n{format_comparison(rows)}")
     print(f"wrote {out_dir}")
+    if args.coco_json:
+        write_json(args.coco_json, coco)
+        print(f"wrote {len(coco['annotations'])} pseudo-boxes (COCO format) to {args.coco_json}")
     if args.save_maps:
         print(f"wrote maps and metadata to {args.save_maps} (bas evaluate-maps --maps {args.save_maps})")
     return 0

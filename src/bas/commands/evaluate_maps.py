@@ -132,7 +132,8 @@ def format_result(result: dict[str, Any]) -> str:
     from bas.metrics import iou_percent
 
     head = f"{result['dataset'] or 'maps'} {result.get('split', '')}".rstrip()
-    lines = [f"{head}: {result['num_images']} images, threshold interval {result['interval']:g}"]
+    sweep = "" if "protocol" in result else f", threshold interval {result['interval']:g}"
+    lines = [f"{head}: {result['num_images']} images{sweep}"]
     if "map_size" in result:
         lines[0] += f", {result['map_size']}x{result['map_size']} maps"
     if "protocol" in result:

@@ -440,10 +440,11 @@ class EvaluationReport:
     """
 
     result: dict[str, Any]
-    evaluator: Evaluator
+    evaluator: Evaluator | CorLocEvaluator
     dataset: Any
     class_names: list[str]
     evaluators: dict[str, Evaluator] = field(default_factory=dict)
+    pseudo_boxes: dict[str, Any] | None = None  # COCO-format, when computed
 
 
 @dataclass
@@ -477,6 +478,14 @@ def _jobs(model, cfg, protocols, threshold, top_k) -> list[_Job]:
     return jobs
 
 
+def _resize_side(cfg: dict[str, Any]) -> int:
+    """``R`` of the crop path (the config's, else the transforms' default for the input size)."""
+    from bas.data.transforms import default_resize_size
+
+    data = cfg["data"]
+    return int(data["resize_size"] or default_resize_size(data["input_size"]))
+
+
 def _eval_dataset(cfg: dict[str, Any], split: str, test_mode: str, image_resize: str):
     from bas.data import build_dataset, test_transform
     from bas.engine.data import make_dataset_split, prepare_dataset
@@ -501,6 +510,8 @@ def evaluate_split(
     save_maps: str | Path | None = None,
     device: str = "cpu",
     progress: bool = True,
+    min_area: float = 0.01,
+    nms_iou: float = 0.5,
     protocol: str | Protocol | list = STANDARD,
     threshold: float | None = None,
     top_k: int | None = None,
@@ -510,6 +521,8 @@ def evaluate_split(
     With ``select_on`` (a held-out split such as ``val``), the paper-metric threshold is the one
     that maximises GT-known Loc on that split, and MaxBoxAcc is also reported at the thresholds
     that were best there (``MaxBoxAcc_at_selected``); the reported split never chooses anything.
+    A multi-object dataset is evaluated by CorLoc instead (:func:`evaluate_multi_object`, with
+    ``min_area`` and ``nms_iou``).
 
     ``protocol``: a name of :data:`bas.protocols.PROTOCOLS`, a preset, a list of them or
     ``"all"``. Each protocol runs at ``threshold`` / ``top_k`` when given, else at its own
@@ -517,11 +530,33 @@ def evaluate_split(
     protocols on the same input path (test mode, image resize, top-k) share one forward pass.
     """
     from bas.data.datasets import check_num_classes
-    from bas.engine.data import eval_loader
+    from bas.engine.data import eval_loader, make_dataset_split
     from bas.errors import ConfigError
 
     ev = cfg["eval"]
+    reported = make_dataset_split(cfg, split, train=False)
+    if is_multi_object(reported):
+        unsupported = [
+            o
+            for o, v in (
+                ("--select-on", select_on),
+                ("--ten-crop", ten_crop),
+                ("--save-maps", save_maps),
+                ("--protocol", resolve_protocols(protocol) != resolve_protocols(STANDARD)),
+            )
+            if v
+        ]
+        if unsupported:
+            raise ConfigError(f"{', '.join(unsupported)}: not available for a multi-object dataset (CorLoc)")
+        return evaluate_multi_object(
+            model, cfg, reported, split, min_area=min_area, nms_iou=nms_iou, device=device, progress=progress
+        )
+
     jobs = _jobs(model, cfg, resolve_protocols(protocol), threshold, top_k)
+    if save_maps is not None and not any(j.protocol.max_box_acc for j in jobs):
+        raise ConfigError(
+            "saved maps follow the standard protocol: use --protocol standard (or all) with --save-maps"
+        )
     if save_maps is not None and not any(j.protocol.max_box_acc and j.test_mode == "resize" for j in jobs):
         raise ConfigError("saved maps follow the standard protocol: evaluate with data.test_mode=resize")
     if select_on and not all(j.protocol.max_box_acc for j in jobs):
@@ -534,9 +569,10 @@ def evaluate_split(
         first = None
         paths = list(dict.fromkeys(j.input_path for j in jobs))
         for test_mode, image_resize, k in paths:
-            dataset = _eval_dataset(cfg, name, test_mode, image_resize)
+            same = name == split and image_resize == "tensor" and test_mode == cfg["data"]["test_mode"]
+            dataset = reported if same else _eval_dataset(cfg, name, test_mode, image_resize)
             check_num_classes(dataset, model.num_classes, "the checkpoint")
-            first = first or dataset
+            first = dataset if first is None else first
             group = [i for i, j in enumerate(jobs) if j.input_path == (test_mode, image_resize, k)]
             for i in group:
                 evaluators[i] = make_evaluator(
@@ -548,7 +584,7 @@ def evaluate_split(
                     interval=ev["interval"],
                     multi_contour=ev["multi_contour"],
                     standard_protocol=test_mode == "resize",
-                    resize_size=cfg["data"]["resize_size"] if test_mode == "crop" else None,
+                    resize_size=_resize_side(cfg) if test_mode == "crop" else None,
                 )
             saves = (
                 maps_dir is not None
@@ -660,6 +696,8 @@ def write_evaluation(
     from bas.io import write_json
     from bas.visualize import save_bars
 
+    if isinstance(report.evaluator, CorLocEvaluator):
+        return write_multi_object_evaluation(out_dir, report)
     out_dir = Path(out_dir)
     evaluator = report.evaluator
     write_json(out_dir / "metrics.json", report.result)
@@ -732,3 +770,235 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, buf.getvalue())
+
+
+# ----------------------------------------------------------------------------- multi-object datasets
+# A multi-object dataset (``voc07``, which also reads the synthetic multi-object data) is evaluated
+# by CorLoc: for every image and every class it is tagged with, the model runs with that class as
+# its label (``top_k=1``, the class's own map), every component of the map above the threshold
+# with at least ``min_area`` of the image gives a box scored ``mean map x class probability``
+# (:meth:`bas.predict.Localizer.predict` with ``multi=True`` and the tags as ``classes``, boxes in
+# original-image pixels), and the top-scoring box of the class is the one CorLoc judges
+# (:func:`bas.metrics.corloc_hits`). The same boxes, after class-wise NMS, are the pseudo-boxes of
+# ``bas evaluate --coco-json`` (every dataset: a single-label image is tagged with its class).
+
+
+def is_multi_object(dataset: Any) -> bool:
+    """Whether ``dataset`` holds several objects of several classes per image (CorLoc applies)."""
+    return bool(getattr(dataset, "multi_object", False))
+
+
+def image_objects(dataset: Any, index: int) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """The tags of image ``index`` and the ground-truth boxes ``(M, 4)`` and classes ``(M,)`` that
+    CorLoc counts (a multi-object dataset's choice of difficult objects; one class otherwise)."""
+    record = dataset.records[index]
+    if is_multi_object(dataset):
+        boxes, labels = dataset.objects(index)
+        return list(record.tags), boxes, labels
+    boxes = np.asarray(record.boxes, dtype=np.float64).reshape(-1, 4)
+    return [int(record.label)], boxes, np.full(len(boxes), int(record.label))
+
+
+@dataclass
+class CorLocEvaluator:
+    """Accumulates the (image, class) pairs of CorLoc (:func:`bas.metrics.corloc`)."""
+
+    num_classes: int
+    iou_threshold: float = 0.5
+    num_images: int = 0
+    _hits: list[np.ndarray] = field(default_factory=list)
+    _labels: list[np.ndarray] = field(default_factory=list)
+
+    def update(self, detections: list, gt_boxes: np.ndarray, gt_labels: np.ndarray) -> None:
+        """One image: its detections (:class:`bas.predict.Detection`) and counted ground truth."""
+        self.num_images += 1
+        classes = sorted({int(c) for c in gt_labels})
+        if not classes:
+            return
+        top = metrics.top_box_per_class(
+            [d.box for d in detections], [d.score for d in detections], [d.label for d in detections], classes
+        )
+        gts = [gt_boxes[gt_labels == c] for c in classes]
+        self._hits.append(metrics.corloc_hits(top, gts, self.iou_threshold))
+        self._labels.append(np.asarray(classes, dtype=np.int64))
+
+    def compute(self) -> dict[str, Any]:
+        hits = np.concatenate(self._hits) if self._hits else np.zeros(0, bool)
+        labels = np.concatenate(self._labels) if self._labels else np.zeros(0, np.int64)
+        return metrics.corloc(hits, labels, self.num_classes)
+
+    def per_class(self, class_names: list[str] | None = None) -> list[dict[str, Any]]:
+        """Per-class rows: images containing the class and its CorLoc."""
+        result = self.compute()
+        return [
+            {
+                "class": c,
+                "name": class_names[c] if class_names and c < len(class_names) else str(c),
+                "images": result["images"][c],
+                "corloc": value,
+            }
+            for c, value in result["per_class"].items()
+        ]
+
+
+def localizer_for(model: nn.Module, cfg: dict[str, Any], threshold: float, device: str = "cpu"):
+    """A :class:`bas.predict.Localizer` of ``model`` with the evaluation's sizes and threshold."""
+    from bas.predict import Localizer
+
+    meta = getattr(model, "meta", None)
+    kwargs = {} if meta is None else {"mean": meta.mean, "std": meta.std}
+    return Localizer(
+        model,
+        input_size=cfg["data"]["input_size"],
+        resize_size=cfg["data"]["resize_size"],
+        class_names=getattr(model, "class_names", None),
+        threshold=threshold,
+        top_k=cfg["eval"]["top_k"],
+        device=device,
+        **kwargs,
+    )
+
+
+def pseudo_box_pass(
+    model: nn.Module,
+    cfg: dict[str, Any],
+    dataset: Any,
+    *,
+    threshold: float,
+    min_area: float = 0.01,
+    nms_iou: float = 0.5,
+    device: str = "cpu",
+    progress: bool = True,
+) -> tuple[CorLocEvaluator, dict[str, Any]]:
+    """CorLoc of ``dataset`` and its pseudo-boxes as a COCO-format dict (:func:`bas.predict.coco_detections`;
+    images named and numbered as :func:`bas.data.coco_export.coco_images` does with the data root).
+
+    The objects of each image's tagged classes (see the section's comment) come from
+    :meth:`bas.predict.Localizer.predict`, on the images read in their stored frame.
+    """
+    from bas.data.coco_export import coco_file_name
+    from bas.data.datasets import open_rgb
+    from bas.predict import coco_detections
+
+    localizer = localizer_for(model, cfg, threshold, device)
+    crop = cfg["data"]["test_mode"] == "crop"
+    batch = max(1, int(cfg["data"]["eval_batch_size"]))
+    evaluator = CorLocEvaluator(model.num_classes)
+    entries = []
+    n = len(dataset.records)
+    for start in tqdm(
+        range(0, n, batch), desc="objects", disable=not progress, leave=False, dynamic_ncols=True
+    ):
+        indices = range(start, min(n, start + batch))
+        objects = [image_objects(dataset, i) for i in indices]
+        preds = localizer.predict(
+            [open_rgb(dataset.records[i].path) for i in indices],
+            crop=crop,
+            batch_size=batch,
+            multi=True,
+            min_area=min_area,
+            nms_iou=nms_iou,
+            classes=[tags for tags, _, _ in objects],
+        )
+        for index, pred, (_, gt_boxes, gt_labels) in zip(indices, preds, objects):
+            evaluator.update(pred.objects, gt_boxes, gt_labels)
+            name = coco_file_name(dataset.records[index].path, cfg["data"]["root"])
+            entries.append((name, pred.image_size, pred.objects))
+    names = getattr(model, "class_names", None) or list(dataset.classes)
+    return evaluator, coco_detections(entries, names)
+
+
+def evaluate_multi_object(
+    model: nn.Module,
+    cfg: dict[str, Any],
+    dataset: Any,
+    split: str,
+    *,
+    min_area: float = 0.01,
+    nms_iou: float = 0.5,
+    device: str = "cpu",
+    progress: bool = True,
+) -> EvaluationReport:
+    """CorLoc (per class and mean, percent) of ``model`` on a multi-object dataset split; the
+    report's ``pseudo_boxes`` holds the COCO-format pseudo-boxes."""
+    from bas.errors import DataError
+
+    for r in dataset.records:
+        if len(r.box_labels) and int(r.box_labels.max()) >= model.num_classes:
+            raise DataError(
+                f"{r.image_id}: class {int(r.box_labels.max())} but the checkpoint has {model.num_classes} classes "
+                f"(the dataset has {dataset.num_classes})",
+                *(r.where or (r.path, None)),
+            )
+    threshold = float(cfg["eval"]["threshold"])
+    evaluator, coco = pseudo_box_pass(
+        model,
+        cfg,
+        dataset,
+        threshold=threshold,
+        min_area=min_area,
+        nms_iou=nms_iou,
+        device=device,
+        progress=progress,
+    )
+    class_names = list(getattr(model, "class_names", None) or dataset.classes)
+    corloc = evaluator.compute()
+    result = {
+        "num_images": evaluator.num_images,
+        "threshold": threshold,
+        "CorLoc": corloc["CorLoc"],
+        "CorLoc_per_class": {class_names[c]: v for c, v in corloc["per_class"].items()},
+        "CorLoc_images": {class_names[c]: v for c, v in corloc["images"].items()},
+        "iou_threshold": evaluator.iou_threshold,
+        "difficult_included": bool(getattr(dataset, "include_difficult", False)),
+        "min_area": min_area,
+        "nms_iou": nms_iou,
+        "num_pseudo_boxes": len(coco["annotations"]),
+        "split": split,
+        "top_k": cfg["eval"]["top_k"],
+        "test_mode": cfg["data"]["test_mode"],
+    }
+    return EvaluationReport(result, evaluator, dataset, class_names, pseudo_boxes=coco)
+
+
+def write_multi_object_evaluation(out_dir: str | Path, report: EvaluationReport) -> Path:
+    """metrics.json and per_class.csv (class, name, images, corloc) of a multi-object evaluation."""
+    from bas.io import write_json
+
+    out_dir = Path(out_dir)
+    write_json(out_dir / "metrics.json", report.result)
+    _write_csv(out_dir / "per_class.csv", report.evaluator.per_class(report.class_names))
+    return out_dir
+
+
+def add_pseudo_boxes(
+    report: EvaluationReport,
+    model: nn.Module,
+    cfg: dict[str, Any],
+    *,
+    min_area: float = 0.01,
+    nms_iou: float = 0.5,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The COCO-format pseudo-boxes of the report's dataset (computed for a single-label dataset,
+    whose images are tagged with their class; a multi-object evaluation has them already), with
+    ``pseudo_boxes`` (their count and the CorLoc of their top boxes) added to ``report.result``."""
+    if report.pseudo_boxes is None:
+        evaluator, report.pseudo_boxes = pseudo_box_pass(
+            model,
+            cfg,
+            report.dataset,
+            threshold=float(report.result["threshold"]),
+            min_area=min_area,
+            nms_iou=nms_iou,
+            device=device,
+            progress=progress,
+        )
+        report.result["pseudo_boxes"] = {
+            "num_boxes": len(report.pseudo_boxes["annotations"]),
+            "CorLoc": evaluator.compute()["CorLoc"],
+            "min_area": min_area,
+            "nms_iou": nms_iou,
+        }
+    return report.pseudo_boxes
