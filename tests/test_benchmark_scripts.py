@@ -40,7 +40,7 @@ def test_every_benchmark_script_is_smoke_tested():
     assert scripts == set(QUICK_SCRIPTS)
 
 
-QUICK_SCRIPTS = ["cli_startup", "evaluate_maps", "predict", "throughput", "train_step"]
+QUICK_SCRIPTS = ["cli_startup", "evaluate_maps", "predict", "throughput", "train_step", "wsss_seeds"]
 
 
 @pytest.mark.parametrize("name", QUICK_SCRIPTS)

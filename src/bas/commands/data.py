@@ -82,9 +82,22 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _multilabel_summary(ds: Any) -> list[str]:
+    lines = [f"  masks: {sum(1 for r in ds.records if r.mask is not None)} images with masks"]
+    tags = [r.tags for r in ds.records if r.tags is not None]
+    if tags:
+        sizes = [len(t) for t in tags]
+        lines.append(
+            f"  tags per image: mean {sum(sizes) / len(sizes):.2f}, min {min(sizes)}, max {max(sizes)}"
+        )
+    return lines
+
+
 def _summary(split: str, ds: WSOLDataset) -> list[str]:
-    counts = [len(r.boxes) for r in ds.records]
     lines = [f"split {split}: {len(ds)} images, {ds.num_classes} classes"]
+    if getattr(ds, "multi_label", False):
+        return lines + _multilabel_summary(ds)
+    counts = [len(r.boxes) for r in ds.records]
     if ds.has_boxes:
         lines.append(
             f"  boxes per image: mean {sum(counts) / max(len(counts), 1):.2f}, min {min(counts)}, "

@@ -39,19 +39,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from bas.data.parsing import NO_BOXES, box_error, box_outside, read_lines
-from bas.data.transforms import normalize_transform
 from bas.errors import DataError
 from bas.io import decode_images, read_image
+
+if TYPE_CHECKING:
+    import torch
+    from torchvision import tv_tensors
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLITS = ("train", "val", "test")
@@ -109,8 +108,13 @@ def make_tv_sample(
 ) -> dict[str, Any]:
     """Wrap an image and its annotations as the tv_tensors dict the transforms expect.
 
-    ``image`` is a PIL image or a uint8 ``(3, H, W)`` tensor; ``boxes`` ``(M, 4)`` XYXY pixels.
+    ``image`` is a PIL image or a uint8 ``(3, H, W)`` tensor; ``boxes`` ``(M, 4)`` XYXY pixels;
+    ``mask`` a bool foreground mask or a uint8 label mask (kept uint8), ``ignore`` a bool mask.
     """
+    import torch
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
     if isinstance(image, Image.Image):
         image = v2.functional.pil_to_tensor(image)
     height, width = image.shape[-2:]
@@ -120,27 +124,43 @@ def make_tv_sample(
         "boxes": tv_tensors.BoundingBoxes(
             box_tensor.reshape(-1, 4), format="XYXY", canvas_size=(height, width)
         ),
-        "mask": None if mask is None else tv_tensors.Mask(torch.as_tensor(mask, dtype=torch.bool)),
-        "ignore": None if ignore is None else tv_tensors.Mask(torch.as_tensor(ignore, dtype=torch.bool)),
+        "mask": _as_mask(mask),
+        "ignore": _as_mask(ignore),
     }
 
 
+def _as_mask(mask: np.ndarray | torch.Tensor | None) -> tv_tensors.Mask | None:
+    """A uint8 label mask stays uint8 (class indices, 255 ignore); any other mask becomes bool."""
+    if mask is None:
+        return None
+    import torch
+    from torchvision import tv_tensors
+
+    t = torch.as_tensor(mask)
+    return tv_tensors.Mask(t if t.dtype == torch.uint8 else t.bool())
+
+
 def _plain(t: Any) -> Any:
+    import torch
+
     return None if t is None else t.as_subclass(torch.Tensor)
 
 
 # ----------------------------------------------------------------------------- the shared dataset
 
 
-class WSOLDataset(Dataset):
-    """A list of :class:`Record` plus a transform; yields the sample dict described above.
+class RecordDataset:
+    """What every dataset of the package shares: its records (one per image), its class names
+    and its transform (``None``: :func:`~bas.data.transforms.normalize_transform`).
 
-    ``transform`` is a v2 transform applied to the tv_tensors dict of :func:`make_tv_sample`
-    (image, boxes and masks move together). ``None`` means :func:`normalize_transform`: the image
-    keeps its size and boxes stay in original pixels.
+    A map-style dataset for :class:`torch.utils.data.DataLoader` (``__getitem__`` and
+    ``__len__``; ``a + b`` concatenates, as for torch's datasets). It does not derive from torch's
+    ``Dataset`` class so that the format registry (names, options) imports without torch.
     """
 
-    def __init__(self, records: Sequence[Record], classes: Sequence[str], transform: Callable | None = None):
+    def __init__(self, records: Sequence[Any], classes: Sequence[str], transform: Callable | None = None):
+        from bas.data.transforms import normalize_transform
+
         self.records = list(records)
         self.classes = list(classes)
         self.transform = normalize_transform() if transform is None else transform
@@ -150,12 +170,36 @@ class WSOLDataset(Dataset):
         return len(self.classes)
 
     @property
-    def labels(self) -> list[int]:
-        return [r.label for r in self.records]
-
-    @property
     def image_ids(self) -> list[str]:
         return [r.image_id for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _check_index(self, index: int) -> None:
+        if not -len(self.records) <= index < len(self.records):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self.records)} images")
+
+    def __add__(self, other: Any) -> Any:
+        from torch.utils.data import ConcatDataset
+
+        return ConcatDataset([self, other])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} images, {self.num_classes} classes)"
+
+
+class WSOLDataset(RecordDataset):
+    """A list of :class:`Record` plus a transform; yields the sample dict described above.
+
+    ``transform`` is a v2 transform applied to the tv_tensors dict of :func:`make_tv_sample`
+    (image, boxes and masks move together). ``None`` means :func:`normalize_transform`: the image
+    keeps its size and boxes stay in original pixels.
+    """
+
+    @property
+    def labels(self) -> list[int]:
+        return [r.label for r in self.records]
 
     @property
     def has_boxes(self) -> bool:
@@ -164,9 +208,6 @@ class WSOLDataset(Dataset):
     @property
     def has_masks(self) -> bool:
         return any(r.masks for r in self.records)
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def load(self, index: int) -> tuple[Image.Image, np.ndarray | None, np.ndarray | None]:
         """The original RGB image with its foreground and ignore masks (bool ``(H, W)`` or None)."""
@@ -182,8 +223,9 @@ class WSOLDataset(Dataset):
         return image, mask, ignore
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        if not -len(self.records) <= index < len(self.records):
-            raise IndexError(f"index {index} out of range for a dataset of {len(self.records)} images")
+        import torch
+
+        self._check_index(index)
         record = self.records[index]
         image, mask, ignore = self.load(index)
         for box in record.boxes:
@@ -202,17 +244,17 @@ class WSOLDataset(Dataset):
             "orig_size": (int(image.size[0]), int(image.size[1])),
         }
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({len(self)} images, {self.num_classes} classes)"
-
 
 def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples into a batch (a top-level function, so DataLoader workers can pickle it).
 
-    ``image`` ``(B, ...)``, ``label`` ``(B,)`` int64, ``boxes`` list of ``(Mi, 4)``, ``mask`` and
-    ``ignore`` ``(B, H, W)`` bool or None (None when any sample lacks one), ``image_id`` list,
-    ``orig_size`` ``(B, 2)`` int64 ``(W, H)``.
+    ``image`` ``(B, ...)``, ``label`` ``(B,)`` int64 (class indices) or ``(B, K)`` float32
+    (multi-hot tags), ``boxes`` list of ``(Mi, 4)``, ``mask`` and ``ignore`` ``(B, H, W)`` (bool, or
+    uint8 label masks) or None (None when any sample lacks one), ``image_id`` list, ``orig_size``
+    ``(B, 2)`` int64 ``(W, H)``.
     """
+    import torch
+
     if not batch:
         raise ValueError("collate: empty batch")
 
@@ -222,13 +264,21 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     return {
         "image": torch.stack([s["image"] for s in batch]),
-        "label": torch.tensor([int(s["label"]) for s in batch], dtype=torch.int64),
+        "label": _stack_labels([s["label"] for s in batch]),
         "boxes": [s["boxes"] for s in batch],
         "mask": stack_optional("mask"),
         "ignore": stack_optional("ignore"),
         "image_id": [s["image_id"] for s in batch],
         "orig_size": torch.tensor([list(s["orig_size"]) for s in batch], dtype=torch.int64).reshape(-1, 2),
     }
+
+
+def _stack_labels(labels: Sequence[Any]) -> torch.Tensor:
+    import torch
+
+    if isinstance(labels[0], torch.Tensor) and labels[0].dim() == 1:
+        return torch.stack(labels).to(torch.float32)
+    return torch.tensor([int(label) for label in labels], dtype=torch.int64)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -283,7 +333,16 @@ def check_dataset(dataset: WSOLDataset, progress: Callable[[int], None] | None =
 def check_num_classes(dataset: WSOLDataset, num_classes: int, model: str = "the model") -> None:
     """DataError naming the annotation line of the first image whose label the model cannot
     predict (``label >= num_classes``): where a model meets a dataset (``bas evaluate``,
-    ``bas train`` with a set ``model.num_classes`` or ``--resume``)."""
+    ``bas train`` with a set ``model.num_classes`` or ``--resume``). A multi-label dataset's tag
+    vectors have its class count, which the model must have."""
+    if getattr(dataset, "multi_label", False):
+        if dataset.num_classes != num_classes:
+            raise DataError(
+                f"the dataset has {dataset.num_classes} classes but {model} has {num_classes} "
+                "(multi-hot tags need the same count; model.num_classes=null takes the dataset's)",
+                getattr(dataset, "root", None),
+            )
+        return
     for r in getattr(dataset, "records", ()):
         if not 0 <= r.label < num_classes:
             file, line = r.where or (r.image_id, None)
@@ -334,6 +393,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "SPLITS",
     "Record",
+    "RecordDataset",
     "WSOLDataset",
     "check_dataset",
     "check_num_classes",

@@ -4,7 +4,10 @@ Every transform here is a :mod:`torchvision.transforms.v2` pipeline applied to a
 ``{"image": tv_tensors.Image, "boxes": tv_tensors.BoundingBoxes, "mask": tv_tensors.Mask | None,
 "ignore": tv_tensors.Mask | None}`` (the datasets build that dict; see
 :func:`bas.data.datasets.make_tv_sample`). v2 applies the same geometric operation to every
-tv_tensor in the dict, so boxes and masks always stay aligned with the image.
+tv_tensor in the dict, so boxes and masks always stay aligned with the image. A mask is a bool
+foreground mask (WSOL) or a uint8 label mask (segmentation: class indices, 255 ignore); masks are
+resized with nearest interpolation, and where a transform pads, label masks get 255
+(:func:`pad_fill`).
 
 Coordinate conventions
 ----------------------
@@ -35,6 +38,8 @@ from typing import Any
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+
+from bas.wsss.masks import IGNORE_INDEX
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -125,6 +130,53 @@ def test_transform(
     return v2.Compose([*geometry, *_finish(mean, std)])
 
 
+class RandomLongSide:
+    """Resize so that the longer side is a uniform random integer in ``[low, high]``, aspect ratio
+    kept (IRN's scale augmentation). Boxes and masks follow; label masks with nearest
+    interpolation, as v2 resizes every ``tv_tensors.Mask``. Draws from torch's global generator."""
+
+    def __init__(self, low: int, high: int):
+        if not 1 <= low <= high:
+            raise ValueError(f"long-side range must satisfy 1 <= low <= high, got [{low}, {high}]")
+        self.low, self.high = int(low), int(high)
+
+    def __call__(self, sample: Any) -> Any:
+        image = sample["image"] if isinstance(sample, dict) else sample
+        height, width = image.shape[-2:]
+        side = int(torch.randint(self.low, self.high + 1, ()))
+        scale = side / max(height, width)
+        size = [max(1, round(height * scale)), max(1, round(width * scale))]
+        return v2.Resize(size, antialias=True)(sample)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(low={self.low}, high={self.high})"
+
+
+def pad_fill(mean: Sequence[float] = IMAGENET_MEAN) -> dict[Any, Any]:
+    """Padding values: the mean colour for the image (0 once normalised), 255 (ignore) for masks."""
+    return {tv_tensors.Image: [round(255 * m) for m in mean], tv_tensors.Mask: IGNORE_INDEX, "others": 0}
+
+
+def scale_crop_transform(
+    input_size: int = 512,
+    long_side: tuple[int, int] = (320, 640),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> v2.Compose:
+    """IRN's training augmentation (its CAM network and seeds' training): the longer side resized
+    to a random length in ``long_side`` -> ``RandomHorizontalFlip`` -> ``RandomCrop(input_size)``
+    padded where the image is smaller (:func:`pad_fill`: the mean colour, masks 255) -> float ->
+    normalise."""
+    return v2.Compose(
+        [
+            RandomLongSide(*long_side),
+            v2.RandomHorizontalFlip(),
+            v2.RandomCrop(input_size, pad_if_needed=True, fill=pad_fill(mean)),
+            *_finish(mean, std),
+        ]
+    )
+
+
 class PILResize:
     """``Resize(size)`` of a sample dict whose image is resized by PIL (bilinear), as torchvision's
     ``transforms.Resize`` resizes a PIL image; boxes and masks move as with ``v2.Resize``."""
@@ -190,16 +242,19 @@ def ten_crop_transform(
 def build_transform(
     kind: str, input_size: int = 224, resize_size: int | None = None, **kwargs: Any
 ) -> v2.Compose:
-    """Transform by name: ``train``, ``crop``, ``resize``, ``tencrop`` or ``none`` (normalise only)."""
+    """Transform by name: ``train``, ``scale_crop`` (``kwargs`` may give ``long_side``), ``crop``,
+    ``resize``, ``tencrop`` or ``none`` (normalise only)."""
     if kind == "train":
         return train_transform(input_size, resize_size, **kwargs)
+    if kind == "scale_crop":
+        return scale_crop_transform(input_size, **kwargs)
     if kind in TEST_MODES:
         return test_transform(input_size, resize_size, mode=kind, **kwargs)
     if kind == "tencrop":
         return ten_crop_transform(input_size, resize_size, **kwargs)
     if kind == "none":
         return normalize_transform(**kwargs)
-    raise ValueError(f"unknown transform {kind!r}; expected train, crop, resize, tencrop or none")
+    raise ValueError(f"unknown transform {kind!r}; expected train, scale_crop, crop, resize, tencrop or none")
 
 
 def denormalize(

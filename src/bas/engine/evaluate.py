@@ -535,6 +535,11 @@ def evaluate_split(
 
     ev = cfg["eval"]
     reported = make_dataset_split(cfg, split, train=False)
+    if getattr(reported, "multi_label", False):  # segmentation data: no boxes, tags for a multi-label model
+        raise ConfigError(
+            f"the '{cfg['data']['dataset']}' dataset is segmentation data (tags and label masks): bas evaluate "
+            "measures localisation on box datasets; a multi-label run reports its val mAP while training"
+        )
     if is_multi_object(reported):
         unsupported = [
             o

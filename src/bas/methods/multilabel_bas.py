@@ -38,6 +38,7 @@ from bas.methods.bas import BASLossSpec, as_float32, bas_term
 from bas.methods.base import BASOutput, Method, WSOLModel, check_number, infer_size
 from bas.models.backbones import Backbone
 from bas.models.meta import ModelMeta
+from bas.schema import Key
 
 RELEASED_ARCH = "resnet50_os16"  # the network of the released segmentation files
 BAS_SPEC = BASLossSpec(relu=True, clip_value=1.0, inclusive=False)  # the WSSS code's bas term
@@ -218,6 +219,8 @@ class MultiLabelMethod(Method):
     """What the multi-label methods share: multi-hot labels, validation by multi-label mAP."""
 
     label_type = "multi_hot"
+    # the CAM model whose maps `bas wsss seeds` adds to this model's (null: none; voc/resnet50 sets it)
+    config_defaults = {"seeds.fuse_cam": Key("str", None, nullable=True, help="a CAM checkpoint file")}
 
     def build(self, backbone: Backbone, meta: ModelMeta, *, init: str, min_input_size: int) -> WSOLModel:
         return self.model_class(backbone, meta, init=init, min_input_size=min_input_size)
@@ -255,7 +258,7 @@ class MultiLabelBAS(MultiLabelMethod):
     model_class = MultiLabelBASModel
     loss_terms = ("cls", "fg_cls", "bas", "area")
     localization_map = "fg_map"
-    config_defaults = {"loss.alpha": 0.2, "loss.beta": 1.2}
+    config_defaults = {**MultiLabelMethod.config_defaults, "loss.alpha": 0.2, "loss.beta": 1.2}
 
     def loss(
         self, output: BASOutput, labels: torch.Tensor, cfg: dict[str, Any]

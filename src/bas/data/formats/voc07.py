@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from bas.data.datasets import Record, WSOLDataset
 from bas.data.formats.registry import DatasetFormat, Option, register_format
@@ -156,6 +155,8 @@ class VOCObjectDataset(WSOLDataset):
         return (r.boxes[keep] if len(r.boxes) else NO_BOXES), r.box_labels[keep]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        import torch  # here, so that the format registry imports without torch
+
         sample = super().__getitem__(index)
         record = self.records[index]
         sample["tags"] = torch.from_numpy(self.tags(index))

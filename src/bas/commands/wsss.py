@@ -1,0 +1,387 @@
+"""``bas wsss``: weakly supervised semantic segmentation (docs/segmentation.md).
+
+``bas wsss seeds`` writes, for every image of a split, the multi-scale + flip class maps of a
+multi-label model (optionally fused with a CAM model) and a pseudo-mask, into ``OUTPUT/<split>/``;
+``bas wsss evaluate`` scores them against the split's masks (mIoU, per-class IoU, foreground
+precision / recall), choosing the background threshold on a held-out split.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from bas.commands._common import (
+    add_checkpoint_arg,
+    add_data_root_arg,
+    add_dataset_arg,
+    add_device_args,
+    add_output_arg,
+    count,
+    existing_file,
+    fraction,
+    match_choice,
+    positive_int,
+)
+
+DATASETS = ("voc", "coco", "multilabel_folder")  # the multi-label formats
+METAVAR = "{" + ",".join(DATASETS) + "}"
+
+
+def multilabel_kind(value: str) -> str:
+    """``--dataset``: a multi-label dataset format, any case."""
+    return match_choice(value, DATASETS, "multi-label dataset")
+
+
+def positive_number(text: str) -> float:
+    """A finite number > 0 (an image scale)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("wsss", help="segmentation seeds from a multi-label model, and their mIoU")
+    sub = parser.add_subparsers(dest="wsss_command", metavar="ACTION")
+    sub.required = True
+
+    seeds = sub.add_parser(
+        "seeds",
+        help="write multi-scale + flip seed maps and pseudo-masks of a split",
+        description="Write OUTPUT/<split>/maps/<id>.npz (float16 maps at stride 4 and full resolution, "
+        "class ids), OUTPUT/<split>/masks/<id>.png (palette pseudo-mask) and seeds.json. Images "
+        "already written are skipped; under torchrun each rank writes its share.",
+    )
+    add_checkpoint_arg(seeds)
+    add_data_root_arg(seeds, help="dataset root (default: the checkpoint's data.root)")
+    add_dataset_arg(
+        seeds, kind=multilabel_kind, metavar=METAVAR, help="dataset kind, any case (default: voc)"
+    )
+    seeds.add_argument("--split", default="train", help="split to seed (default: train)")
+    add_output_arg(seeds, required=True, help="seeds folder; the split's seeds go to DIR/<split>/")
+    seeds.add_argument(
+        "--scales",
+        type=positive_number,
+        nargs="+",
+        metavar="S",
+        help="image scales (default: 1.0 0.5 1.5 2.0)",
+    )
+    seeds.add_argument("--no-flip", action="store_true", help="no horizontal-flip pass")
+    fuse = seeds.add_mutually_exclusive_group()
+    fuse.add_argument(
+        "--fuse-cam",
+        type=existing_file,
+        metavar="FILE",
+        help="add a CAM model's maps (default: the checkpoint's seeds.fuse_cam, set by voc/resnet50)",
+    )
+    fuse.add_argument("--no-fuse-cam", action="store_true", help="BAS maps only, whatever the recipe says")
+    seeds.add_argument(
+        "--bg-threshold",
+        type=fraction,
+        metavar="T",
+        help="background score of the pseudo-masks (default: the checkpoint's eval.threshold, else 0.3)",
+    )
+    seeds.add_argument(
+        "--batch-size", type=positive_int, default=8, help="images of one size per forward (default 8)"
+    )
+    seeds.add_argument("--workers", type=count, default=2, help="image-reading processes (default 2)")
+    add_device_args(seeds)
+    seeds.set_defaults(func=run_seeds)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="mIoU of seeds, with the background threshold chosen on a held-out split",
+        description="Score the seeds of a split against its masks. The standard protocol chooses the "
+        "background threshold on --select-on's seeds and reports --split at it (without --select-on: "
+        "at the threshold the seeds were written with); --protocol reference reports the best "
+        "threshold of 0.20..0.44 on the evaluated split itself, as the released code does.",
+    )
+    evaluate.add_argument("--seeds", required=True, metavar="DIR", help="the --output of bas wsss seeds")
+    evaluate.add_argument("--split", help="split to score (default: the only one in DIR)")
+    evaluate.add_argument(
+        "--select-on", metavar="SPLIT", help="held-out split whose seeds choose the threshold"
+    )
+    evaluate.add_argument(
+        "--select-seeds", metavar="DIR", help="seeds folder holding the --select-on split (default: --seeds)"
+    )
+    add_data_root_arg(evaluate, help="dataset root (default: the one the seeds were made from)")
+    evaluate.add_argument(
+        "--dataset", type=str.lower, choices=DATASETS, help="dataset kind (default: the seeds')"
+    )
+    evaluate.add_argument("--protocol", choices=("standard", "reference"), default="standard")
+    add_output_arg(
+        evaluate, help="where evaluation.json and the curve go (default: the split's seeds folder)"
+    )
+    evaluate.set_defaults(func=run_evaluate)
+
+
+# ----------------------------------------------------------------------------------- data
+
+
+def open_split(
+    dataset: str, root: str | Path, split: str, num_classes: int, options: dict | None = None
+) -> Any:
+    """The split's images, tags and masks (:class:`bas.wsss.seeds.DatasetSplit`)."""
+    from bas.data.formats import build_dataset
+    from bas.errors import ConfigError
+    from bas.wsss.seeds import DatasetSplit
+
+    source = DatasetSplit(build_dataset(dataset, root, split, **(options or {})))
+    if len(source.classes) != num_classes:
+        raise ConfigError(
+            f"the {dataset} data at {root} has {len(source.classes)} classes, the model {num_classes}"
+        )
+    return source
+
+
+# ----------------------------------------------------------------------------------- seeds
+
+
+def _fuse_path(args: argparse.Namespace, config: dict[str, Any]) -> str | None:
+    from bas.errors import ConfigError
+
+    if args.no_fuse_cam:
+        return None
+    if args.fuse_cam:
+        return args.fuse_cam
+    configured = (config.get("seeds") or {}).get("fuse_cam")
+    if configured and not Path(configured).is_file():
+        raise ConfigError(
+            f"the checkpoint's recipe fuses its seeds with the CAM model seeds.fuse_cam = {configured}, "
+            "which does not exist: train it (bas train --config voc/cam_resnet50), give --fuse-cam FILE, "
+            "or --no-fuse-cam"
+        )
+    return configured or None
+
+
+def _load_map_model(path: str, device: str, what: str) -> Any:
+    from bas.checkpoints import load_checkpoint
+    from bas.errors import CheckpointError
+
+    model = load_checkpoint(path, map_location=device)
+    if not hasattr(model, "class_maps"):
+        raise CheckpointError(
+            f"{path}: a {model.meta.method} model has no per-class maps; {what} must be multi-label"
+        )
+    return model
+
+
+def run_seeds(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from bas.commands._common import resolve_device
+    from bas.engine import distributed
+    from bas.errors import CheckpointError, ConfigError
+    from bas.wsss import seeds as S
+
+    env = distributed.setup(resolve_device(args.device))
+    try:
+        model = _load_map_model(args.checkpoint, env.device, "--checkpoint")
+        meta = model.meta
+        config = meta.config or {}
+        fuse_path = _fuse_path(args, config)
+        cam = _load_map_model(fuse_path, env.device, "--fuse-cam") if fuse_path else None
+        if cam is not None and cam.meta.num_classes != meta.num_classes:
+            raise CheckpointError(
+                f"{fuse_path}: a {cam.meta.num_classes}-class CAM model for a {meta.num_classes}-class model"
+            )
+        data = config.get("data") or {}
+        root = args.data_root or data.get("root")
+        if root is None:
+            raise ConfigError("the checkpoint names no data.root: give --data-root")
+        dataset = args.dataset or (data.get("dataset") if data.get("dataset") in DATASETS else "voc")
+        threshold = args.bg_threshold
+        if threshold is None:
+            threshold = float((config.get("eval") or {}).get("threshold", S.DEFAULT_THRESHOLD))
+        scales = tuple(args.scales or S.DEFAULT_SCALES)
+        options = (data.get("options") or {}) if data.get("dataset") == dataset else {}
+        source = open_split(dataset, root, args.split, meta.num_classes, options)
+        output = Path(args.output) / args.split
+        engine = S.SeedEngine(model, fuse=cam, scales=scales, flip=not args.no_flip, device=env.device)
+        manifest = {
+            "checkpoint": str(Path(args.checkpoint).resolve()),
+            "method": meta.method,
+            "fuse_cam": str(Path(fuse_path).resolve()) if fuse_path else None,
+            "scales": list(scales),
+            "flip": not args.no_flip,
+            "bg_threshold": threshold,
+            "dataset": dataset,
+            "data_root": str(Path(root).resolve()),
+            "data_options": options,
+            "split": args.split,
+            "num_images": len(source.image_ids),
+            "num_classes": meta.num_classes,
+            "class_names": meta.class_names or source.classes,
+        }
+        S.check_manifest(output, manifest)  # every rank refuses a folder of other settings alike
+        if env.is_main:
+            S.write_manifest(output, manifest)
+        shard = S.Shard(env.rank, env.world_size)
+        todo = len(S.pending_indices(source, output, shard))
+        bar = tqdm(
+            total=todo, desc=f"seeds {args.split}", unit="img", disable=args.no_progress or not env.is_main
+        )
+        with bar:
+            S.generate_seeds(
+                engine,
+                source,
+                output,
+                threshold=threshold,
+                batch_size=args.batch_size,
+                shard=shard,
+                workers=args.workers,
+                progress=bar.update,
+            )
+        distributed.barrier(env)
+        if env.is_main:
+            missing = len(S.pending_indices(source, output))
+            fused = f", fused with {fuse_path}" if fuse_path else ""
+            print(
+                f"seeds of {dataset} {args.split}: {len(source.image_ids) - missing}/{len(source.image_ids)} "
+                f"images in {output} (scales {', '.join(f'{s:g}' for s in scales)}"
+                f"{', flip' if not args.no_flip else ''}{fused}; pseudo-masks at threshold {threshold:g})"
+            )
+    finally:
+        distributed.cleanup()
+    return 0
+
+
+# ----------------------------------------------------------------------------------- evaluate
+
+
+def _split_dir(seeds: Path, split: str | None) -> Path:
+    """The folder of a split's seeds: ``seeds/<split>``, or ``seeds`` itself when it is one."""
+    from bas.errors import DataError
+    from bas.wsss.seeds import MANIFEST, read_manifest
+
+    if (seeds / MANIFEST).is_file():
+        found = read_manifest(seeds).get("split")
+        if split is not None and found != split:
+            raise DataError(f"holds the seeds of split {found!r}, not {split!r}", seeds)
+        return seeds
+    if split is None:
+        splits = sorted(p.name for p in seeds.iterdir() if (p / MANIFEST).is_file()) if seeds.is_dir() else []
+        if len(splits) != 1:
+            found = ", ".join(splits) or "none"
+            raise DataError(f"give --split (seeds of the splits found: {found})", seeds)
+        split = splits[0]
+    if not (seeds / split / MANIFEST).is_file():
+        raise DataError(f"no seeds of split {split!r} here (run bas wsss seeds --split {split})", seeds)
+    return seeds / split
+
+
+def _settings(manifest: dict[str, Any]) -> str:
+    fused = (
+        f"fused with the CAM model {manifest['fuse_cam']}" if manifest.get("fuse_cam") else "no CAM fusion"
+    )
+    flip = "flip" if manifest.get("flip") else "no flip"
+    scales = ", ".join(f"{s:g}" for s in manifest.get("scales", []))
+    return f"{manifest.get('method')} seeds, scales {scales}, {flip}, {fused}"
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from bas.errors import ConfigError
+    from bas.io import write_json
+    from bas.wsss import evaluate as E
+    from bas.wsss.seeds import SETTINGS, read_manifest
+
+    target_dir = _split_dir(Path(args.seeds), args.split)
+    manifest = read_manifest(target_dir)
+    split = manifest["split"]
+    num_classes = int(manifest["num_classes"])
+    dataset = args.dataset or manifest.get("dataset", "voc")
+    root = args.data_root or manifest["data_root"]
+
+    def split_inputs(folder: Path, name: str) -> tuple[Path, list[str], Any]:
+        source = open_split(dataset, root, name, num_classes, manifest.get("data_options"))
+        return folder, list(source.image_ids), source.read_mask
+
+    select = None
+    if args.select_on is not None:
+        if args.protocol == "reference":
+            raise ConfigError(
+                "--protocol reference chooses the threshold on the evaluated split: drop --select-on"
+            )
+        select_dir = _split_dir(Path(args.select_seeds or args.seeds), args.select_on)
+        if select_dir.resolve() == target_dir.resolve():
+            raise ConfigError(
+                f"--select-on {args.select_on} is the evaluated split: choose on a held-out split"
+            )
+        other = read_manifest(select_dir)
+        changed = [
+            k for k in SETTINGS if k not in ("split", "bg_threshold") and other.get(k) != manifest.get(k)
+        ]
+        if changed:
+            raise ConfigError(
+                f"the seeds of {args.select_on} ({select_dir}) were made with other settings ({', '.join(changed)})"
+            )
+        select = split_inputs(select_dir, other["split"])
+    names = [
+        "background",
+        *(manifest.get("class_names") or [f"class {k}" for k in range(1, num_classes + 1)]),
+    ]
+    result = E.evaluate_seeds(
+        split_inputs(target_dir, split),
+        num_classes + 1,
+        protocol=args.protocol,
+        select=select,
+        fixed_threshold=float(manifest["bg_threshold"]),
+        class_names=names,
+    )
+    chosen = {
+        "select": f"chosen on {args.select_on}",
+        "fixed": "fixed (the seeds' pseudo-mask threshold; give --select-on to choose it on a held-out split)",
+        "evaluated split": "the best on the evaluated split itself (reference protocol: optimistic)",
+    }[result["chosen_on"]]
+    result.update(
+        dataset=dataset,
+        split=split,
+        num_images=manifest["num_images"],
+        select_on=args.select_on,
+        seeds={
+            k: manifest.get(k) for k in ("checkpoint", "method", "fuse_cam", "scales", "flip", "bg_threshold")
+        },
+        threshold_rule=chosen,
+    )
+    suffix = "-reference" if args.protocol == "reference" else ""
+    out_dir = Path(args.output) if args.output else target_dir
+    curves = {f"{split} (evaluated)": result["curve"]}
+    if select is not None:
+        curves[f"{args.select_on} (threshold chosen here)"] = result["select_curve"]
+    label = "reference protocol" if args.protocol == "reference" else "standard protocol"
+    E.plot_curve(
+        out_dir / f"miou_vs_threshold{suffix}.png",
+        result["thresholds"],
+        curves,
+        result["threshold"],
+        f"{dataset} {split} seeds, {label}",
+    )
+    write_json(out_dir / f"evaluation{suffix}.json", result)
+    print(format_result(result, manifest))
+    return 0
+
+
+def format_result(result: dict[str, Any], manifest: dict[str, Any]) -> str:
+    """The lines ``bas wsss evaluate`` prints."""
+    label = "REFERENCE PROTOCOL" if result["protocol"] == "reference" else "standard protocol"
+    lines = [
+        f"{result['dataset']} {result['split']} ({result['num_images']} images), {label}: {_settings(manifest)}",
+        f"background threshold {result['threshold']:.2f}: {result['threshold_rule']}",
+    ]
+    if result.get("select_miou") is not None:
+        lines[-1] += f" (mIoU {result['select_miou']:.2f} there)"
+    lines.append(
+        f"mIoU {result['miou']:.2f}  foreground precision {result['fg_precision']:.2f}  "
+        f"recall {result['fg_recall']:.2f}  pixel accuracy {result['pixel_accuracy']:.2f}"
+    )
+    per_class = [
+        f"{name} {iou:.1f}" if iou is not None else f"{name} -"
+        for name, iou in zip(result["class_names"], result["iou"])
+    ]
+    lines.append("IoU: " + ", ".join(per_class))
+    return "\n".join(lines)
