@@ -129,6 +129,7 @@ CANONICAL = {
     + ["--device", "cpu"],
     "wsss evaluate": ["--seeds", "s", "--data-root", "d", "--dataset", "voc", "--output", "o"],
     "data list": [],
+    "zoo": ["cub-vgg16", "--json"],
     "report": [
         "run",
         "--output",
