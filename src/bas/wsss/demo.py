@@ -40,6 +40,21 @@ def make_data(spec: dict[str, Any], output: Path) -> Path:
     return make_multilabel_dataset(output / "data" / f"synthetic-{digest}", **spec) / VOC_SUBDIR
 
 
+def split_overrides(bench: compare.Benchmark, overrides: list[str]) -> list[str]:
+    """Apply the ``--set synthetic.*`` / ``--set seed_maps.*`` overrides to ``bench.extra``; returns
+    the others (training config keys, for every method)."""
+    from bas.config import merge, parse_override
+
+    rest = []
+    for text in overrides:
+        update = parse_override(text)
+        if next(iter(update)) in EXTRA_KEYS:
+            bench.extra = merge(bench.extra, update)
+        else:
+            rest.append(text)
+    return rest
+
+
 def seeds_args(checkpoint: Path, fuse: Path | None, split: str, output: Path, seed_maps: dict, device: str):
     """The arguments of ``bas wsss seeds`` for one split."""
     return argparse.Namespace(
@@ -83,6 +98,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     bench = compare.load_benchmark(RECIPE, quick=args.quick, extra_keys=EXTRA_KEYS)
+    train_overrides = split_overrides(bench, args.overrides)
     threads = compare.use_threads(args.threads)
     device = resolve_device(args.device)
     start, cpu_start = time.perf_counter(), compare.cpu_seconds()
@@ -93,7 +109,7 @@ def run_demo(args: argparse.Namespace) -> int:
         f"bas wsss demo: {' and '.join(bench.methods)}, seed {args.seed}, {threads} torch thread(s); "
         f"synthetic data in {voc}"
     )
-    overrides = [f"data.root={voc}", *args.overrides]
+    overrides = [f"data.root={voc}", *train_overrides]
     configs, runs = {}, {}
     for method in bench.methods:
         cfg = configs[method] = compare.method_config(
