@@ -109,3 +109,26 @@ def test_quick_demo_end_to_end_and_reuse(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "[BAS] training" in printed and "[CAM] training" in printed
     assert not any(run["reused"] for run in json.loads((out / "results.json").read_text())["runs"].values())
+
+
+def test_small_backbone_and_unfrozen_cam():
+    import torch
+    from torch import nn
+
+    from bas.methods import get_method
+    from bas.models import build_model
+
+    images = torch.randn(2, 3, 64, 64)
+    bas = build_model("resnet18_os16", 3, method="multilabel_bas").eval()
+    assert bas.class_maps(images).shape == (2, 3, 4, 4)  # output stride 16
+    cam = build_model("resnet18_os16", 3, method="multilabel_cam")
+    assert not cam.mid.layer1[0].conv1.weight.requires_grad  # IRN's freezing by default
+    cam.train()
+    assert not any(m.training for m in cam.modules() if isinstance(m, nn.BatchNorm2d))
+    get_method("multilabel_cam").configure(cam, {"cam": {"frozen": False}})
+    cam.train()
+    assert all(p.requires_grad for p in cam.parameters())
+    assert all(m.training for m in cam.modules() if isinstance(m, nn.BatchNorm2d))
+    loss = cam(images).logits.sum()
+    loss.backward()
+    assert cam.mid.conv1.weight.grad is not None  # the stem trains

@@ -126,7 +126,8 @@ def add_parser(subparsers: Any) -> None:
         description="Generate the synthetic VOC-layout data, train multi-label CAM and BAS under the same "
         "budget (configs/benchmark/wsss_synthetic.yaml), write the seeds of val and test (BAS, CAM, fused), "
         "choose the background threshold on val, and report the test mIoU in results.json and seeds.png. "
-        "Finished runs and seeds are reused.",
+        "Finished runs and seeds are reused. --set changes the training config of both methods, or with "
+        "the prefixes synthetic. and seed_maps. the data and the seeds.",
     )
     add_output_arg(
         demo, default="bas_wsss_demo", help="folder of everything written (default: bas_wsss_demo)"
