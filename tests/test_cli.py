@@ -229,7 +229,7 @@ def test_data_check_kind_in_any_case():
     [
         ["evaluate", "--checkpoint", "m", "--data-root", "d", "--dataset", "imagenet"],
         ["evaluate-maps", "--maps", "m", "--metadata", "x", "--dataset", "voc"],
-        ["data", "check", "coco", "d"],
+        ["data", "check", "coco2017", "d"],
         ["convert", "a", "b", "--arch", "resnet9"],
         ["convert", "a", "b", "--variant", "eccv"],
         ["evaluate", "--checkpoint", "m"],  # --data-root is required
@@ -259,15 +259,7 @@ def run_python(code: str, cwd: Path | None = None) -> subprocess.CompletedProces
 HEAVY = "[m for m in ('torch', 'torchvision') if m in sys.modules]"
 
 
-# The dataset registry behind `bas data` imports torch; its parser is built only when named.
-TORCH_PARSERS = {"data check", "data list"}
-KNOWN_GAP = pytest.mark.xfail(strict=True, reason="the dataset format registry imports torch")
-
-
-@pytest.mark.parametrize(
-    "command",
-    ["", *(pytest.param(c, marks=KNOWN_GAP) if c in TORCH_PARSERS else c for c in sorted(COMMANDS))],
-)
+@pytest.mark.parametrize("command", ["", *sorted(COMMANDS)])
 def test_help_imports_no_torch(command):
     code = (
         "import sys\nfrom bas.cli import main\n"

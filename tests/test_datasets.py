@@ -431,8 +431,8 @@ def test_build_dataset_options(cub: Path, tmp_path: Path):
         ConfigError, match=r"unknown option\(s\) boxes for the 'cub' dataset; accepted: .*val_per_class"
     ):
         build_dataset("cub", cub, "train", None, boxes="x.csv")
-    with pytest.raises(ConfigError, match="unknown dataset 'coco'"):
-        build_dataset("coco", cub, "train", None)
+    with pytest.raises(ConfigError, match="unknown dataset 'coco2017'"):
+        build_dataset("coco2017", cub, "train", None)
     with pytest.raises(ConfigError, match="needs the option metadata"):
         build_dataset("wsol", cub, "train", None)
     # A config shared by both ILSVRC splits: the validation options do not reach the train folder.

@@ -13,7 +13,8 @@ from bas.data.formats import DatasetFormat, Option, register_format
 from bas.data.paths import resolve_in_root
 from bas.errors import ConfigError, DataError
 
-BUILTIN = {"bas_list", "cub", "folder", "ilsvrc", "synthetic", "wsol"}
+# the kinds with the containment and symlink tests below (coco's JSON has no lines: tests/test_wsss_formats.py)
+BUILTIN = {"bas_list", "cub", "folder", "ilsvrc", "multilabel_folder", "synthetic", "voc", "wsol"}
 
 
 def _write(path: Path, lines: list[str]) -> Path:
@@ -93,7 +94,21 @@ def _folder(root: Path, bad: str) -> tuple[Path, dict]:
     return csv, {"boxes_csv": str(csv)}
 
 
+def _voc(root: Path, bad: str) -> tuple[Path, dict]:
+    (root / "JPEGImages").mkdir(parents=True)
+    for image_id in ("2007_000001", bad):
+        if "/" not in bad and "\\" not in bad:  # the masks of the ids that name no folder
+            _write(root / "SegmentationClass" / f"{image_id}.png", ["x"])
+    return _write(root / "ImageSets" / "Segmentation" / "test.txt", ["2007_000001", bad]), {}
+
+
+def _multilabel_folder(root: Path, bad: str) -> tuple[Path, dict]:
+    return _write(root / "test.csv", ["image,tags", f"{bad},dog", "a.jpg,cat"]), {}
+
+
 WRITERS = {
+    "voc": _voc,
+    "multilabel_folder": _multilabel_folder,
     "cub": _cub,
     "synthetic": _synthetic,
     "wsol": _wsol,
@@ -176,8 +191,8 @@ def test_registry_lists_the_builtin_kinds():
         fmt = get_format(kind)
         assert fmt.name == kind and fmt.summary and all(isinstance(o, Option) for o in fmt.options.values())
     assert get_format("cub").options["val_per_class"].default == 5
-    with pytest.raises(ConfigError, match="unknown dataset 'coco'; expected one of bas_list, cub"):
-        get_format("coco")
+    with pytest.raises(ConfigError, match="unknown dataset 'coco2017'; expected one of bas_list, coco, cub"):
+        get_format("coco2017")
 
 
 def test_a_registered_format_is_built_and_listed(tmp_path: Path, capsys, monkeypatch):
@@ -231,6 +246,8 @@ LINKED = {
     "ilsvrc": ("n01\\\\link.JPEG", "n01/link.JPEG"),
     "bas_list": ("001.A/link.jpg", "001.A/link.jpg"),
     "folder": ("cls/link.jpg", "cls/link.jpg"),
+    "voc": ("link", "JPEGImages/link.jpg"),
+    "multilabel_folder": ("link.jpg", "images/link.jpg"),
 }
 
 

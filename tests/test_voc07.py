@@ -189,3 +189,209 @@ def test_hostile_xml_is_refused(tmp_path):
         fh.truncate(MAX_BYTES + 1)
     with pytest.raises(DataError, match="larger than"):
         parse_voc_xml(big)
+
+
+# ------------------------------------------------------------------------------ the voc07 kind
+
+
+def voc_xml(width: int, height: int, objects) -> bytes:
+    """A VOC annotation of ``(name, (xmin, ymin, xmax, ymax) 1-based inclusive, difficult)`` objects."""
+    parts = [f"<annotation><size><width>{width}</width><height>{height}</height><depth>3</depth></size>"]
+    for name, (x0, y0, x1, y1), difficult in objects:
+        parts.append(
+            f"<object><name>{name}</name><truncated>0</truncated><difficult>{int(difficult)}</difficult>"
+            f"<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+        )
+    return ("\n".join(parts) + "\n</annotation>\n").encode()
+
+
+def write_voc(root, images: dict, splits: dict, *, year: str = "2007", image_set: str = "Main", classes=None):
+    """A VOCdevkit under ``root``: ``images`` maps an id to ``(RGB uint8 array, objects)`` (objects
+    as for :func:`voc_xml`), ``splits`` a split to its ids. Returns the VOC<year> folder."""
+    import numpy as np
+    from PIL import Image
+
+    voc = root / "VOCdevkit" / f"VOC{year}"
+    for sub in ("JPEGImages", "Annotations", f"ImageSets/{image_set}"):
+        (voc / sub).mkdir(parents=True, exist_ok=True)
+    for image_id, (pixels, objects) in images.items():
+        pixels = np.asarray(pixels, dtype=np.uint8)
+        Image.fromarray(pixels).save(voc / "JPEGImages" / f"{image_id}.jpg", quality=100, subsampling=0)
+        (voc / "Annotations" / f"{image_id}.xml").write_bytes(
+            voc_xml(pixels.shape[1], pixels.shape[0], objects)
+        )
+    for split, ids in splits.items():
+        (voc / "ImageSets" / image_set / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    if classes is not None:
+        (voc / "class_names.txt").write_text("".join(f"{c}\n" for c in classes))
+    return voc
+
+
+def blank(width: int = 40, height: int = 30):
+    import numpy as np
+
+    return np.zeros((height, width, 3), np.uint8)
+
+
+SMALL = {
+    "000001": (blank(), [("dog", (2, 3, 10, 12), False), ("person", (5, 5, 40, 30), True)]),
+    "000002": (blank(), [("cat", (1, 1, 20, 20), False), ("dog", (21, 1, 40, 15), False)]),
+    "000003": (blank(), [("dog", (4, 4, 8, 8), True)]),
+}
+
+
+def test_voc07_reads_every_object_with_its_class_and_flag(tmp_path):
+    import numpy as np
+    import torch
+
+    from bas.data import available_splits, build_dataset
+    from bas.data.formats.voc07 import VOC_CLASSES
+
+    write_voc(tmp_path, SMALL, {"trainval": list(SMALL), "test": ["000002"]})
+    assert available_splits("voc07", tmp_path) == ["trainval", "test"]
+    ds = build_dataset("voc07", tmp_path, "trainval")
+    assert ds.classes == list(VOC_CLASSES) and ds.image_ids == list(SMALL)
+    dog, cat, person = (VOC_CLASSES.index(n) for n in ("dog", "cat", "person"))
+    first, second, third = ds.records
+    assert first.boxes.tolist() == [[1, 2, 10, 12], [4, 4, 40, 30]]  # 1-based inclusive -> 0-based exclusive
+    assert first.box_labels.tolist() == [dog, person] and first.difficult.tolist() == [False, True]
+    assert first.label == dog and first.tags == sorted([dog, person]) and first.size == (40, 30)
+    assert second.tags == sorted([cat, dog]) and third.tags == [dog]
+    # CorLoc's objects: difficult ones left out unless asked for
+    boxes, labels = ds.objects(0)
+    assert boxes.tolist() == [[1, 2, 10, 12]] and labels.tolist() == [dog]
+    assert len(ds.objects(2)[0]) == 0
+    with_difficult = build_dataset("voc07", tmp_path, "trainval", difficult=True)
+    assert with_difficult.objects(0)[1].tolist() == [dog, person]
+    sample = ds[1]
+    assert sample["tags"].dtype == torch.float32 and torch.nonzero(sample["tags"]).flatten().tolist() == [
+        cat,
+        dog,
+    ]
+    assert sample["box_labels"].tolist() == [cat, dog] and sample["difficult"].tolist() == [False, False]
+    assert sample["boxes"].shape == (2, 4) and sample["label"] == cat
+    assert np.array_equal(ds.tags(1), sample["tags"].numpy())
+
+
+def test_voc07_finds_its_folder_and_lists(tmp_path):
+    from bas.data import build_dataset
+
+    voc = write_voc(tmp_path, SMALL, {"test": ["000002"]}, classes=["cat", "dog", "person"])
+    for root in (tmp_path, tmp_path / "VOCdevkit", voc):
+        ds = build_dataset("voc07", root, "test")
+        assert ds.classes == ["cat", "dog", "person"] and ds.records[0].box_labels.tolist() == [0, 1]
+    # the 2012 layout with ImageSets/Segmentation, as the synthetic data writes it
+    write_voc(
+        tmp_path / "v12",
+        SMALL,
+        {"val": ["000001"]},
+        year="2012",
+        image_set="Segmentation",
+        classes=["background", "dog", "person", "cat"],
+    )
+    ds = build_dataset("voc07", tmp_path / "v12", "val")
+    assert ds.classes == ["dog", "person", "cat"] and ds.voc_dir.name == "VOC2012"
+    with pytest.raises(DataError, match=r"no VOC folder .*VOCdevkit/VOC2007"):
+        build_dataset("voc07", tmp_path / "v12", "val", year="2007")
+    assert build_dataset("voc07", tmp_path / "v12", "val", year=2012, image_set="Segmentation").image_ids == [
+        "000001"
+    ]
+    with pytest.raises(DataError, match="no id list for the split 'train'"):
+        build_dataset("voc07", tmp_path, "train")
+    names = tmp_path / "names.txt"
+    names.write_text("person\ndog\ncat\n")
+    assert build_dataset("voc07", tmp_path, "test", classes=str(names)).records[0].box_labels.tolist() == [
+        2,
+        1,
+    ]
+
+
+def test_voc07_errors_name_the_file_and_line(tmp_path):
+    from bas.cli import main
+    from bas.data import build_dataset
+
+    voc = write_voc(tmp_path, SMALL, {"test": list(SMALL)}, classes=["dog", "person"])
+    with pytest.raises(DataError, match=r"000002\.xml:2: object 1: unknown class 'cat'") as info:
+        build_dataset("voc07", tmp_path, "test")
+    assert info.value.path == str(voc / "Annotations" / "000002.xml")
+    problems = []
+    ds = build_dataset("voc07", tmp_path, "test", problems=problems)
+    assert ds.image_ids == ["000001", "000003"] and len(problems) == 1
+    # ids that leave the dataset
+    (voc / "ImageSets" / "Main" / "test.txt").write_text("000001\n../../../etc/passwd\n")
+    with pytest.raises(
+        DataError, match=r"test\.txt:2: path '\.\./\.\./\.\./etc/passwd\.jpg' leaves the dataset root"
+    ) as info:
+        build_dataset("voc07", tmp_path, "test")
+    # an annotation linked out of the dataset
+    (voc / "ImageSets" / "Main" / "test.txt").write_text("000001\n000004\n")
+    (tmp_path / "outside.xml").write_bytes(voc_xml(40, 30, [("dog", (1, 1, 5, 5), False)]))
+    (voc / "Annotations" / "000004.xml").symlink_to(tmp_path / "outside.xml")
+    (voc / "JPEGImages" / "000004.jpg").write_bytes((voc / "JPEGImages" / "000001.jpg").read_bytes())
+    with pytest.raises(
+        DataError, match=r"test\.txt:2: path '000004\.xml' is a symbolic link that leads outside"
+    ):
+        build_dataset("voc07", tmp_path, "test")
+    # bas data check lists every problem, one line each
+    (voc / "Annotations" / "000004.xml").unlink()
+    (voc / "Annotations" / "000004.xml").write_bytes(b"<annotation><object>")
+    assert main(["data", "check", "voc07", str(tmp_path), "--split", "test"]) != 0
+
+
+def test_voc07_reads_the_synthetic_multi_object_data(tmp_path):
+    import numpy as np
+
+    from bas.data import build_dataset
+    from bas.data.synthetic_multi import VOC_SUBDIR, make_multilabel_dataset
+    from bas.wsss.masks import read_label_png
+
+    root = make_multilabel_dataset(
+        tmp_path / "multi", images_per_split=3, image_size=64, num_classes=3, seed=1, ignore_width=0
+    )
+    ds = build_dataset("voc07", root, "test")
+    names = (root / VOC_SUBDIR / "class_names.txt").read_text().split()[1:]
+    assert ds.classes == names and len(ds) == 3 and ds.voc_dir == root / VOC_SUBDIR
+    for record in ds.records:
+        # each box is the bounding box of its object's visible pixels in the instance PNG
+        instances = read_label_png(root / VOC_SUBDIR / "SegmentationObject" / f"{record.image_id}.png")
+        for n, box in enumerate(record.boxes, start=1):
+            ys, xs = np.nonzero(instances == n)
+            assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        classes = read_label_png(root / VOC_SUBDIR / "SegmentationClass" / f"{record.image_id}.png")
+        assert record.tags == sorted({int(v) - 1 for v in np.unique(classes) if 0 < v < 255})
+
+
+# ------------------------------------------------------------------------------ fuzzing
+
+XML_TOKENS = [
+    "<annotation>", "</annotation>", "<object>", "</object>", "<name>", "</name>", "dog", "<bndbox>",
+    "</bndbox>", "<xmin>", "</xmin>", "<xmax>", "</xmax>", "<ymin>", "</ymin>", "<ymax>", "</ymax>",
+    "<size>", "</size>", "<width>", "</width>", "<height>", "</height>", "<difficult>", "</difficult>",
+    "1", "0", "10", "-3", "nan", "1e309", "&amp;", "&x;", "<!DOCTYPE a>", "<!ENTITY x 'y'>", "<?xml version='1.0'?>",
+    " ", "\n", "\xff", "]]>",
+]  # fmt: skip
+
+
+def test_any_bytes_give_an_annotation_or_a_data_error():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    content = st.one_of(
+        st.lists(st.sampled_from(XML_TOKENS), max_size=40).map(
+            lambda t: "".join(t).encode("utf-8", "surrogatepass")
+        ),
+        st.binary(max_size=200),
+    )
+
+    @settings(max_examples=150, deadline=2000, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+    @given(content)
+    def check(data: bytes) -> None:
+        try:
+            ann = parse_voc_xml("fuzz.xml", data=data, classes=["dog"])
+        except DataError as exc:
+            assert str(exc).startswith("fuzz.xml") and "\n" not in str(exc)
+            return
+        for obj in ann.objects:
+            assert obj.name == "dog" and obj.box[0] < obj.box[2] and obj.box[1] < obj.box[3]
+
+    check()

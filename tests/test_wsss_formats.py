@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +172,7 @@ def test_voc_train_aug_reads_sbd_masks_with_or_without_a_list(voc):
 def test_voc_containment_refuses_a_list_entry_leaving_the_root(voc):
     lists = voc / "ImageSets" / "Segmentation"
     (lists / "train.txt").write_text("2007_000001\n../x\n")
-    with pytest.raises(DataError, match=r"train\.txt:2: .*leaves the dataset root"):
+    with pytest.raises(DataError, match=r"train\.txt:2: expected an image id .*'\.\./x'"):
         build_dataset("voc", voc, "train")
     (lists / "train.txt").write_text("2007_000001\n/JPEGImages/../../x.jpg /SegmentationClass/x.png\n")
     with pytest.raises(DataError, match=r"train\.txt:2: "):
@@ -496,3 +498,33 @@ def test_multilabel_folder_check_finds_missing_images_and_bad_masks(tagged, caps
     out = capsys.readouterr().out
     assert "2 problem(s)" in out and "c.jpg: image not found" in out
     assert "b.png: label mask value 9 at (1, 1) is no class (0 background, 1..4, 255 ignore)" in out
+
+
+# ------------------------------------------------------------------------------------- registry
+
+
+def test_the_registry_and_bas_data_list_import_no_torch():
+    code = (
+        "import sys\nfrom bas.cli import main\nfrom bas.data.formats import get_format\n"
+        "assert main(['data', 'list']) == 0\nassert get_format('voc').options['tags'].default == 'auto'\n"
+        "print([m for m in ('torch', 'torchvision') if m in sys.modules])"
+    )
+    src = Path(__file__).resolve().parents[1] / "src"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(src)},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert any(line.startswith("voc: ") for line in lines) and lines[-1] == "[]"
+
+
+def test_datasets_are_map_style_datasets_for_torch(voc):
+    ds = build_dataset("voc", voc, "train")
+    both = ds + build_dataset("voc", voc, "val")
+    assert isinstance(both, torch.utils.data.ConcatDataset) and len(both) == 4
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, collate_fn=collate)
+    assert next(iter(loader))["label"].shape == (3, 20)

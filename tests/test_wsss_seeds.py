@@ -233,6 +233,16 @@ def test_shards_together_equal_one_run(tmp_path):
         np.testing.assert_allclose(a[1].astype(np.float32), b[1].astype(np.float32), atol=1e-3)
 
 
+def test_reading_processes_write_the_same_seeds(tmp_path):
+    data = source(4)
+    engine = S.SeedEngine(ToyMaps(), scales=(1.0,))
+    S.generate_seeds(engine, data, tmp_path / "a", batch_size=2)
+    assert S.generate_seeds(engine, data, tmp_path / "b", batch_size=2, workers=2) == 4
+    for image_id in data.image_ids:
+        a, b = (S.read_seeds(S.seed_files(tmp_path / d, image_id)[0]) for d in "ab")
+        np.testing.assert_array_equal(a[1], b[1])
+
+
 def test_batches_group_images_of_one_size():
     items = [(i, np.zeros((10 + i % 2, 8, 3), np.uint8), None) for i in range(7)]
     batches = list(S.batches_by_size(items, 2))

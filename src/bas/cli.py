@@ -36,8 +36,9 @@ COMMAND_MODULES = (
 )
 
 
-# Commands whose parser needs torch to be built (the dataset registry): only their one-line help is
-# registered unless the command line names them, so that `bas --help` and other commands stay fast.
+# Commands whose parser imports much to be built (every dataset format module): only their one-line
+# help is registered unless the command line names them, so that `bas --help` and other commands
+# stay fast.
 HEAVY_PARSERS = {"data": "inspect and validate datasets"}
 
 

@@ -22,6 +22,13 @@ Inputs:
 MaxBoxAcc is multi-contour by default (every contour's box, the best IoU counts), as MaxBoxAccV2
 defines it; the mean over the IoU thresholds is named by :func:`box_summary_name`.
 
+``protocol="cvpr2022-code"`` / ``"ijcv2023-code"`` (:mod:`bas.protocols`) score the boxes as the
+papers' scripts do instead: at one fixed ``threshold``, ``map > threshold``, the largest
+8-connected component (raster order on equal areas), the protocol's ground-truth arithmetic
+(applied to maps of the whole image: ``x * S / W``, no crop offset), its IoU comparison and its
+mean. The conventions that act before a map exists (input resizing, crop, normalisation eps,
+top-k, ten-crop) cannot be applied to saved maps; the maps are taken as they are.
+
 Every input is checked before it is used; a problem raises :class:`bas.errors.DataError` naming
 the file. Reading writes nothing; the writers (:func:`write_score_maps`, :func:`write_metadata`,
 :func:`write_curve_csv`) write atomically.
@@ -42,7 +49,8 @@ from bas.data.metadata import WSOLMetadata, load_metadata
 from bas.data.paths import resolve_in_root
 from bas.errors import ConfigError, DataError
 from bas.io import atomic_open, path_inside, write_text
-from bas.metrics import BoxEvaluator, MaskEvaluator, iou_fractions, iou_percent
+from bas.metrics import BoxEvaluator, MaskEvaluator, best_iou, iou_fractions, iou_percent
+from bas.protocols import STANDARD, Protocol, box_accuracy, get_protocol, protocol_boxes
 
 __all__ = [
     "DATASETS",
@@ -253,6 +261,8 @@ def evaluate_score_maps(
     iou_thresholds: Sequence[float] = STANDARD_IOU_THRESHOLDS,
     image_root: str | Path | None = None,
     num_workers: int | None = None,
+    protocol: str | Protocol = STANDARD,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate the saved score maps of one split.
 
@@ -268,14 +278,25 @@ def evaluate_score_maps(
         iou_thresholds: IoU thresholds, fractions (percentages are deprecated).
         image_root: where to read image sizes missing from ``image_sizes.txt`` (boxes only).
         num_workers: processes for the box evaluation (None: every available core).
+        protocol: ``standard`` (MaxBoxAcc, PxAP) or a papers'-code preset (boxes at ``threshold``,
+            see the module doc).
+        threshold: the score threshold of a papers'-code preset (required there).
 
     Returns:
         ``dataset``, ``num_images``, ``interval``, ``map_size`` and, for boxes,
         ``multi_contour``, ``iou_thresholds``, ``MaxBoxAcc`` ``{iou: percent}``, their mean under
         :func:`box_summary_name` (``MaxBoxAccV2`` for the standard setting), ``best_threshold``
         ``{iou: threshold}``; for masks ``PxAP``, ``PIoU``, ``PIoU_threshold``; and ``curve``
-        (arrays, for :func:`write_curve_csv`).
+        (arrays, for :func:`write_curve_csv`). A papers'-code preset gives ``protocol``,
+        ``threshold``, ``gt_known_loc`` and ``box_acc`` ``{iou: percent}`` instead, and ``per_image``
+        (``image_ids``, ``iou``).
     """
+    protocol = get_protocol(protocol)
+    if not protocol.max_box_acc and threshold is None:
+        raise ConfigError(
+            f"protocol {protocol.name} scores boxes at one score threshold: give it (--threshold); "
+            "the papers' values per dataset and architecture are in docs/protocols.md"
+        )
     if dataset is not None and dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     kind = None if dataset is None else "masks" if dataset == "OpenImages" else "boxes"
@@ -286,6 +307,10 @@ def evaluate_score_maps(
     if kind is not None and meta.kind != kind:
         raise DataError(f"{dataset} evaluation needs {kind} in localization.txt", loc_file)
     kind = meta.kind
+    if kind == "masks" and not protocol.max_box_acc:
+        raise ConfigError(
+            f"protocol {protocol.name} scores boxes; masks are evaluated by the standard protocol"
+        )
     if kind == "masks" and mask_root is None:
         raise ConfigError("mask evaluation needs the mask root (the folder holding OpenImages/)")
 
@@ -304,6 +329,33 @@ def evaluate_score_maps(
 
     def load(batch: slice) -> np.ndarray:
         return np.stack([load_score_map(p, side) for p in map_paths[batch]])
+
+    if kind == "boxes" and not protocol.max_box_acc:
+        from bas.localization import maps_to_boxes  # imports torch, which the standard path does not need
+
+        root = None if image_root is None else Path(image_root)
+        gt = [
+            protocol_boxes(protocol, meta.boxes[i], _image_size(meta, i, root), side) for i in meta.image_ids
+        ]
+        ious = np.concatenate(
+            [
+                best_iou(maps_to_boxes(load(b), threshold, protocol.component_order), gt[b])
+                for b in _batches(len(gt))
+            ]
+        )
+        labels = np.array([meta.labels[i] for i in meta.image_ids])
+        box_acc = box_accuracy(
+            protocol.replace(box_ious=tuple(sorted({*protocol.box_ious, 0.5}))), ious, labels
+        )
+        result.update(
+            protocol=protocol.name,
+            threshold=float(threshold),
+            class_balanced=protocol.class_balanced,
+            gt_known_loc=box_acc[0.5],
+            box_acc={d: box_acc[d] for d in protocol.box_ious},
+            per_image={"image_ids": list(meta.image_ids), "iou": ious},
+        )
+        return result
 
     if kind == "boxes":
         gt_boxes = _resized_boxes(meta, None if image_root is None else Path(image_root), side)

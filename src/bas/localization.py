@@ -23,12 +23,15 @@ import torch.nn.functional as F
 NORM_EPS = 1e-10
 
 
-def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise every map of a batch to [0, 1] (a constant map becomes all zeros)."""
+def normalize_maps(maps: torch.Tensor, eps: float = NORM_EPS) -> torch.Tensor:
+    """Min-max normalise every map of a batch to [0, 1]: ``(m - min) / (max - min + eps)`` (a
+    constant map becomes all zeros, also with ``eps = 0``)."""
     flat = maps.flatten(start_dim=maps.dim() - 2)
     lo = flat.min(dim=-1, keepdim=True).values
     hi = flat.max(dim=-1, keepdim=True).values
-    return ((flat - lo) / (hi - lo + NORM_EPS)).view_as(maps)
+    span = hi - lo + eps
+    out = (flat - lo) / torch.where(span > 0, span, torch.ones_like(span))
+    return out.view_as(maps)
 
 
 def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
@@ -40,22 +43,44 @@ def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tens
     return x[:, 0] if squeeze else x
 
 
-def localization_maps(fg_map: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """The maps boxes are drawn from: normalised, upsampled to ``size`` and clipped to [0, 1], (B, H, W)."""
+def localization_maps(
+    fg_map: torch.Tensor, size: int | tuple[int, int], eps: float = NORM_EPS
+) -> torch.Tensor:
+    """The maps boxes are drawn from: normalised (``eps``, :func:`normalize_maps`), upsampled to
+    ``size`` and clipped to [0, 1], (B, H, W)."""
     maps = fg_map[:, 0] if fg_map.dim() == 4 else fg_map
-    return upsample_maps(normalize_maps(maps.float()), size).clamp_(0.0, 1.0)
+    return upsample_maps(normalize_maps(maps.float(), eps), size).clamp_(0.0, 1.0)
 
 
-def _largest_component(binary: np.ndarray) -> tuple[np.ndarray, int, np.ndarray] | None:
-    """(labels, index, stats) of the 8-connected component with the most pixels; None if empty."""
+#: Which of several equal-area components is "the largest" (see :func:`maps_to_boxes`).
+COMPONENT_ORDERS = ("opencv", "raster")
+
+
+def _largest_component(
+    binary: np.ndarray, order: str = "opencv"
+) -> tuple[np.ndarray, int, np.ndarray] | None:
+    """(labels, index, stats) of the 8-connected component with the most pixels; None if empty.
+
+    Equal areas: the lowest OpenCV label (``order="opencv"``) or the component whose first pixel
+    comes first in raster order (``"raster"``, the labelling order of skimage's ``measure.label``).
+    """
+    if order not in COMPONENT_ORDERS:
+        raise ValueError(f"unknown component order {order!r}; expected one of {', '.join(COMPONENT_ORDERS)}")
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
     if count <= 1:
         return None
-    return labels, 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), stats
+    area = stats[1:, cv2.CC_STAT_AREA]
+    best = 1 + int(np.argmax(area))
+    if order == "raster":
+        tied = 1 + np.flatnonzero(area == area[best - 1])
+        if len(tied) > 1:
+            flat = labels.ravel()
+            best = int(min(tied, key=lambda label: int(np.argmax(flat == label))))
+    return labels, best, stats
 
 
-def _component_box(binary: np.ndarray) -> np.ndarray:
-    found = _largest_component(binary)
+def _component_box(binary: np.ndarray, order: str = "opencv") -> np.ndarray:
+    found = _largest_component(binary, order)
     if found is None:
         h, w = binary.shape
         return np.array([0, 0, w, h], dtype=np.int64)
@@ -69,20 +94,23 @@ def _as_numpy_maps(maps: torch.Tensor | np.ndarray) -> np.ndarray:
     return arr[:, 0] if arr.ndim == 4 else arr
 
 
-def maps_to_boxes(maps: torch.Tensor | np.ndarray, threshold: float) -> np.ndarray:
-    """Boxes (B, 4) ``[x0, y0, x1, y1]`` (exclusive x1/y1) of the largest component of ``map > threshold``."""
+def maps_to_boxes(maps: torch.Tensor | np.ndarray, threshold: float, order: str = "opencv") -> np.ndarray:
+    """Boxes (B, 4) ``[x0, y0, x1, y1]`` (exclusive x1/y1) of the largest component of ``map > threshold``
+    (``order``: which of equal-area components, see :func:`_largest_component`)."""
     binary = _as_numpy_maps(maps) > threshold
-    return np.stack([_component_box(b) for b in binary]) if len(binary) else np.zeros((0, 4), np.int64)
+    return np.stack([_component_box(b, order) for b in binary]) if len(binary) else np.zeros((0, 4), np.int64)
 
 
-def maps_to_masks(maps: torch.Tensor | np.ndarray, threshold: float, largest_only: bool = True) -> np.ndarray:
+def maps_to_masks(
+    maps: torch.Tensor | np.ndarray, threshold: float, largest_only: bool = True, order: str = "opencv"
+) -> np.ndarray:
     """Binary masks (B, H, W): ``map > threshold``, optionally reduced to the largest component."""
     binary = _as_numpy_maps(maps) > threshold
     if not largest_only:
         return binary
     out = np.zeros_like(binary)
     for i, b in enumerate(binary):
-        found = _largest_component(b)
+        found = _largest_component(b, order)
         if found is not None:
             labels, best, _ = found
             out[i] = labels == best

@@ -189,23 +189,40 @@ def best_iou(pred_boxes: Any, gt_boxes: Sequence[Any]) -> np.ndarray:
     return np.maximum.reduceat(ious, starts)
 
 
-def topk_correct(logits_or_scores: Any, labels: Any, ks: Iterable[int] = (1, 5)) -> dict[int, np.ndarray]:
+def topk_correct(
+    logits_or_scores: Any, labels: Any, ks: Iterable[int] = (1, 5), ties: str = "stable"
+) -> dict[int, np.ndarray]:
     """Whether each label is among the k highest scores, for every k in ``ks``.
 
-    Ties are broken in favour of the lower class index (a stable descending sort), so the
-    result does not depend on the platform. ``k`` larger than the number of classes means all.
+    ``ties="stable"``: equal scores are ranked by the lower class index (a stable descending sort),
+    so the result does not depend on the platform. ``ties="torch"``: the order of
+    ``torch.topk(scores, K, sorted=True)``, as the papers' code ranks classes (unspecified among
+    equal scores; on the CPU it need not put the lower index first). ``k`` larger than the number
+    of classes means all.
 
     Returns:
         ``{k: bool array (B,)}``.
     """
+    if ties not in ("stable", "torch"):
+        raise ValueError(f"ties must be 'stable' or 'torch', got {ties!r}")
+    ks = [int(k) for k in ks]
+    raw = logits_or_scores
     scores = _to_numpy(logits_or_scores).astype(np.float64)
     labels = _to_numpy(labels).astype(np.int64).reshape(-1)
     if scores.ndim != 2 or len(scores) != len(labels):
         raise ValueError(f"scores must be (B, K) with B = {len(labels)} labels, got {scores.shape}")
     if len(labels) and (labels.min() < 0 or labels.max() >= scores.shape[1]):
         raise ValueError(f"labels must be in [0, {scores.shape[1]})")
-    order = np.argsort(-scores, axis=1, kind="stable")
-    rank = np.argmax(order == labels[:, None], axis=1)
+    if ties == "torch":
+        import torch
+
+        tensor = raw.detach().cpu() if isinstance(raw, torch.Tensor) else torch.from_numpy(np.asarray(raw))
+        width = min(max(ks, default=1), scores.shape[1])  # the code asks topk for the largest k only
+        order = tensor.topk(width, dim=1, largest=True, sorted=True).indices.numpy()
+    else:
+        order = np.argsort(-scores, axis=1, kind="stable")
+    found = order == labels[:, None]
+    rank = np.where(found.any(axis=1), np.argmax(found, axis=1), scores.shape[1])
     return {int(k): rank < k for k in ks}
 
 
@@ -228,11 +245,13 @@ def localization_accuracy(
     top5_correct: Any,
     iou_threshold: float = 0.5,
     class_balanced: bool = False,
+    strict: bool = False,
 ) -> dict[str, float]:
     """GT-known / Top-1 / Top-5 localisation and Top-1 / Top-5 classification accuracy, in percent.
 
     A box is right when its IoU (a fraction) is ``>= iou_threshold`` (a fraction; a percentage
-    is accepted with a DeprecationWarning). Top-1 Loc needs the top-1 class right
+    is accepted with a DeprecationWarning), or ``> iou_threshold`` with ``strict`` (the CVPR BAS
+    inference script). Top-1 Loc needs the top-1 class right
     and the box right; Top-5 Loc needs the label among the top 5 and the box right.
 
     ``class_balanced=False`` averages over images (the IJCV BAS script); ``True`` averages the
@@ -247,7 +266,7 @@ def localization_accuracy(
     if len(ious) == 0:
         raise ValueError("no image to evaluate")
     (iou_threshold,) = iou_fractions(iou_threshold, "iou_threshold")
-    box_ok = ious >= iou_threshold
+    box_ok = ious > iou_threshold if strict else ious >= iou_threshold
     columns = {
         "gt_known_loc": box_ok,
         "top1_loc": top1 & box_ok,

@@ -15,7 +15,14 @@ back to the original image by :func:`map_to_original`:
 
 The mask is the largest 8-connected component of ``map > threshold`` on that original-size map and
 the box its bounding box (x1 / y1 exclusive), both from :mod:`bas.localization`; when no pixel
-passes, the mask is empty and the box is the whole image. See ``docs/inference.md``.
+passes, the mask is empty and the box is the whole image. That is the default convention,
+*threshold after resizing to the photo* (``photo_threshold="after"``). The papers' code thresholds
+the ``C x C`` map of the network input instead (``photo_threshold="before"``): the largest
+component of ``map > threshold`` at ``C x C`` (raster order on equal areas, as their code) gives
+the mask and box, which are then carried to the photo (the mask placed like the map and resized
+with nearest-neighbour, the box scaled and rounded outwards, :func:`box_to_original`). The two
+differ where the bilinear resize to the photo joins or splits components near the threshold, and
+by the rounding of the box. See ``docs/inference.md``.
 
 With ``multi=True`` :meth:`Localizer.predict` also returns every object (:class:`Detection`): for
 each class whose probability reaches ``class_threshold`` (the top-1 class always), that class's
@@ -52,6 +59,8 @@ from bas.localization import (
 )
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+#: When the predictor thresholds the map: after resizing it to the photo (default) or before.
+PHOTO_THRESHOLDS = ("after", "before")
 
 
 @dataclass
@@ -91,6 +100,8 @@ class Prediction:
         map: float32 ``(H, W)`` fused foreground map in [0, 1].
         mask: bool ``(H, W)``, the largest 8-connected component of ``map > threshold``.
         threshold: the threshold used; top_k: the number of class maps fused; crop: the mode.
+        photo_threshold: ``"after"`` (the map thresholded at the photo's size) or ``"before"`` (at
+            the network input's, then carried to the photo).
         objects: with ``multi=True``, every object found, best score first; None otherwise.
     """
 
@@ -105,6 +116,7 @@ class Prediction:
     top_k: int
     crop: bool
     objects: list[Detection] | None = None
+    photo_threshold: str = "after"
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -129,6 +141,7 @@ class Prediction:
             "threshold": self.threshold,
             "top_k": self.top_k,
             "crop": self.crop,
+            "photo_threshold": self.photo_threshold,
             **({} if self.objects is None else {"objects": [o.to_json() for o in self.objects]}),
         }
 
@@ -161,6 +174,29 @@ def map_to_original(
         maps = frame
     out = upsample_maps(maps, (height, width)).clamp_(0.0, 1.0)
     return out[0] if squeeze else out
+
+
+def box_to_original(
+    box: Sequence[float], size: tuple[int, int], *, side: int, crop: bool, resize_size: int | None = None
+) -> tuple[int, int, int, int]:
+    """Carry a box ``[x0, y0, x1, y1]`` (x1 / y1 exclusive) in the pixels of the ``side x side`` map to an
+    image of ``size = (W, H)``, the way :func:`map_to_original` carries the map: shifted by the crop
+    offset in the ``R x R`` frame (``crop=True``), scaled by ``W / R`` and ``H / R`` (``R = side``
+    without crop); x0 / y0 rounded down, x1 / y1 up, clipped to the image."""
+    width, height = size
+    frame = side
+    offset = 0
+    if crop:
+        frame = default_resize_size(side) if resize_size is None else int(resize_size)
+        offset = crop_offset(frame, side)
+    x0, y0, x1, y1 = (float(v) + offset for v in box)
+    sx, sy = width / frame, height / frame
+    return (
+        max(0, int(np.floor(x0 * sx))),
+        max(0, int(np.floor(y0 * sy))),
+        min(width, int(np.ceil(x1 * sx))),
+        min(height, int(np.ceil(y1 * sy))),
+    )
 
 
 def load_image(image: ImageInput) -> torch.Tensor:
@@ -206,6 +242,8 @@ class Localizer:
         mean, std: input normalisation. class_names: one name per class, or None.
         threshold, top_k: defaults of :meth:`predict`. device: where the model runs (the model is
             moved there and put in eval mode).
+        photo_threshold: ``"after"`` (default): threshold the map resized to the photo;
+            ``"before"``: threshold the network-input map, as the papers' code (module doc).
     """
 
     def __init__(
@@ -220,7 +258,13 @@ class Localizer:
         threshold: float = 0.5,
         top_k: int = 1,
         device: str | torch.device | None = None,
+        photo_threshold: str = "after",
     ):
+        if photo_threshold not in PHOTO_THRESHOLDS:
+            raise ValueError(
+                f"photo_threshold must be one of {', '.join(PHOTO_THRESHOLDS)}, got {photo_threshold!r}"
+            )
+        self.photo_threshold = photo_threshold
         self.device = torch.device(device or _default_device())
         self.model = model.to(self.device).eval()
         self.input_size = int(input_size)
@@ -241,7 +285,9 @@ class Localizer:
         }
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None) -> Localizer:
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device | None = None, photo_threshold: str = "after"
+    ) -> Localizer:
         """Load any checkpoint :func:`bas.checkpoints.load_checkpoint` reads, with its metadata."""
         from bas.checkpoints import load_checkpoint
 
@@ -258,6 +304,7 @@ class Localizer:
             threshold=meta.threshold,
             top_k=meta.top_k,
             device=device,
+            photo_threshold=photo_threshold,
         )
 
     def class_name(self, label: int) -> str:
@@ -349,7 +396,10 @@ class Localizer:
             height, width = image.shape[-2:]
             full = map_to_original(crop_map, (width, height), crop=crop, resize_size=self.resize_size)
             full = full.numpy().astype(np.float32, copy=False)
-            box = maps_to_boxes(full[None], threshold)[0]
+            if self.photo_threshold == "after":
+                box, mask = maps_to_boxes(full[None], threshold)[0], maps_to_masks(full[None], threshold)[0]
+            else:
+                box, mask = self._threshold_before(crop_map.numpy(), (width, height), threshold, crop)
             predictions.append(
                 Prediction(
                     label=labels[0],
@@ -358,10 +408,11 @@ class Localizer:
                     top5=[(k, self.class_name(k), p) for k, p in zip(labels, values)],
                     box=tuple(int(v) for v in box),
                     map=full,
-                    mask=maps_to_masks(full[None], threshold)[0],
+                    mask=mask,
                     threshold=threshold,
                     top_k=top_k,
                     crop=crop,
+                    photo_threshold=self.photo_threshold,
                 )
             )
         if multi is not None:
@@ -370,6 +421,27 @@ class Localizer:
             ):
                 pred.objects = objects
         return predictions
+
+    def _threshold_before(
+        self, crop_map: np.ndarray, size: tuple[int, int], threshold: float, crop: bool
+    ) -> tuple[tuple[int, int, int, int], np.ndarray]:
+        """Box and mask of the photo from the network-input map thresholded at its own size."""
+        side = crop_map.shape[-1]
+        small = maps_to_masks(crop_map[None], threshold, order="raster")[0]
+        if not small.any():
+            return (0, 0, size[0], size[1]), np.zeros((size[1], size[0]), dtype=bool)
+        box = maps_to_boxes(crop_map[None], threshold, order="raster")[0]
+        frame = torch.from_numpy(small.astype(np.float32))[None]
+        if crop:
+            resize_size = self.resize_size
+            top = left = crop_offset(resize_size, side)
+            placed = frame.new_zeros((1, resize_size, resize_size))
+            placed[:, top : top + side, left : left + side] = frame
+            frame = placed
+        mask = (
+            torch.nn.functional.interpolate(frame[None], size=(size[1], size[0]), mode="nearest")[0, 0] > 0.5
+        )
+        return box_to_original(box, size, side=side, crop=crop, resize_size=self.resize_size), mask.numpy()
 
     def _objects(
         self,

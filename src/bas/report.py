@@ -294,6 +294,7 @@ METRIC_NAMES = {
     "MaxBoxAccV2": "MaxBoxAccV2",
     "PxAP": "PxAP",
     "PIoU": "PIoU",
+    "CorLoc": "CorLoc (multi-object)",
 }
 
 CSS = """

@@ -94,7 +94,7 @@ def existing_file(text: str) -> str:
 
 
 #: The dataset kinds of ``--dataset`` (:data:`bas.data.DATASET_KINDS`), for help texts.
-DATASET_KINDS_HELP = "bas_list, cub, folder, ilsvrc, synthetic or wsol"
+DATASET_KINDS_HELP = "bas_list, coco, cub, folder, ilsvrc, multilabel_folder, synthetic, voc, voc07 or wsol"
 
 
 class DeprecatedAlias(argparse.Action):

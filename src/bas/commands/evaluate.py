@@ -64,6 +64,21 @@ def add_parser(sub) -> None:
         "resized to the input size; implies --test-mode resize) and their metadata "
         "(<DIR>/metadata), ready for bas evaluate-maps --maps DIR",
     )
+    p.add_argument(
+        "--protocol",
+        default="standard",
+        choices=["standard", "cvpr2022-code", "ijcv2023-code", "all"],
+        help="evaluation conventions (docs/protocols.md): standard (Choe et al., the default), "
+        "cvpr2022-code / ijcv2023-code (what the papers' scripts compute: their crop path, PIL "
+        "resize, ten-crop and per-dataset threshold/top-k unless --threshold/--top-k are given), "
+        "or all (the three side by side; forward passes shared where the input path is the same)",
+    )
+    p.add_argument(
+        "--diff-csv",
+        metavar="FILE",
+        help="with --protocol all: per-image IoU and decision (IoU 0.5) of every protocol, for the "
+        "images where the decisions differ",
+    )
     p.add_argument("--save-vis", type=count, default=0, metavar="N", help="qualitative grid of N images")
     p.add_argument(
         "--coco-json",
@@ -137,9 +152,13 @@ def run(args: argparse.Namespace) -> int:
     from bas.checkpoints import load_checkpoint
     from bas.config import load_config
     from bas.engine.evaluate import add_pseudo_boxes, evaluate_split, write_evaluation
+    from bas.errors import ConfigError
     from bas.io import write_json
 
-    load_config(None, args.overrides)  # the --set values, checked before the model is read
+    # the --set values, checked before the model is read (data.options against --dataset's kind)
+    load_config(None, [f"data.dataset={args.dataset}"] * bool(args.dataset) + list(args.overrides))
+    if args.diff_csv and args.protocol != "all":
+        raise ConfigError("--diff-csv compares protocols: use it with --protocol all")
     device = resolve_device(args.device)
     model = load_checkpoint(args.checkpoint, map_location=device)
     cfg = evaluation_config(model.bas_meta, args)
@@ -159,13 +178,24 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         min_area=args.min_area,
         nms_iou=args.nms_iou,
+        protocol=args.protocol,
+        threshold=args.threshold,
+        top_k=args.top_k,
     )
     if args.coco_json:
         objects = {"min_area": args.min_area, "nms_iou": args.nms_iou}
         coco = add_pseudo_boxes(report, model, cfg, **objects, device=device, progress=not args.no_progress)
     report.result["checkpoint"] = str(args.checkpoint)
     write_evaluation(out_dir, report, model, cfg, save_vis=args.save_vis, device=device)
-    print(f"{args.split}: {format_metrics(report.result)}")
+    if args.protocol == "all":
+        from bas.protocols import format_side_by_side, write_diff_csv
+
+        print(format_side_by_side(report.result["protocols"]))
+        if args.diff_csv:
+            n = write_diff_csv(args.diff_csv, report.evaluators)
+            print(f"wrote {args.diff_csv} ({n} images whose decisions differ)")
+    named = "" if args.protocol in ("standard", "all") else f" ({args.protocol})"
+    print(f"{args.split}{named}: {format_metrics(report.result)}")
     if args.class_balanced and "class_balanced" in report.result:
         print(f"class-balanced: {format_metrics(report.result['class_balanced'])}")
     print(f"wrote {out_dir}")

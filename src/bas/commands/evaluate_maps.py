@@ -7,6 +7,12 @@ as "MaxBoxAcc (largest contour)"); OpenImages gives PxAP and PIoU. --metadata is
 folder itself (metadata/CUB/test) or a folder holding <split>/ or <dataset>/<split>/; without it,
 <maps>/metadata is used (what ``bas evaluate --save-maps`` writes), and without --dataset the kind
 of annotation (boxes or masks) is read from localization.txt.
+
+--protocol cvpr2022-code / ijcv2023-code score the boxes as the papers' scripts do, at one
+--threshold (docs/protocols.md): map > threshold, the largest component (raster order on ties),
+their ground-truth arithmetic on maps of the whole image, their IoU comparison and mean. What
+happens before a map exists (input resizing, crop, normalisation eps, top-k, ten-crop) cannot be
+redone on saved maps: those conventions do not apply here.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 from bas.commands._common import (
     add_dataset_arg,
     add_output_arg,
+    fraction,
     map_dataset,
     positive_int,
     step_fraction,
@@ -70,6 +77,18 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--iou", type=float, nargs="+", default=[0.3, 0.5, 0.7], help="IoU thresholds as fractions"
     )
+    parser.add_argument(
+        "--protocol",
+        default="standard",
+        choices=["standard", "cvpr2022-code", "ijcv2023-code"],
+        help="standard (MaxBoxAcc/PxAP, the default) or the papers' code at --threshold",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=fraction,
+        metavar="T",
+        help="score threshold in [0, 1] of --protocol cvpr2022-code / ijcv2023-code",
+    )
     add_output_arg(parser, type=results_file, help="write the results to DIR/metrics.json (or to FILE.json)")
     parser.add_argument("--curve", help="write the accuracy (or precision-recall) curve to this CSV file")
     parser.add_argument(
@@ -113,10 +132,17 @@ def format_result(result: dict[str, Any]) -> str:
     from bas.metrics import iou_percent
 
     head = f"{result['dataset'] or 'maps'} {result.get('split', '')}".rstrip()
-    lines = [f"{head}: {result['num_images']} images, threshold interval {result['interval']:g}"]
+    sweep = "" if "protocol" in result else f", threshold interval {result['interval']:g}"
+    lines = [f"{head}: {result['num_images']} images{sweep}"]
     if "map_size" in result:
         lines[0] += f", {result['map_size']}x{result['map_size']} maps"
-    if "MaxBoxAcc" in result:
+    if "protocol" in result:
+        mean = "class-balanced mean" if result["class_balanced"] else "mean over images"
+        lines[0] += f", protocol {result['protocol']} at threshold {result['threshold']:g} ({mean})"
+        for iou, acc in result["box_acc"].items():
+            lines.append(f"box accuracy@IoU{iou_percent(iou)}: {acc:.2f}")
+        lines.append(f"GT-known Loc: {result['gt_known_loc']:.2f}")
+    elif "MaxBoxAcc" in result:
         lines[0] += ", multi-contour" if result["multi_contour"] else ", largest contour"
         for iou, acc in result["MaxBoxAcc"].items():
             lines.append(
@@ -140,6 +166,12 @@ def run_evaluate_maps(args: argparse.Namespace) -> int:
         raise ConfigError(f"--iou thresholds must be in (0, 100], got {args.iou}")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if args.protocol == "standard" and args.threshold is not None:
+        raise ConfigError(
+            "--threshold is for --protocol cvpr2022-code / ijcv2023-code (standard sweeps every threshold)"
+        )
+    if args.protocol != "standard" and args.curve:
+        raise ConfigError(f"--curve: protocol {args.protocol} evaluates one threshold, it has no curve")
     metadata_dir = resolve_metadata_dir(args.metadata, args.dataset, args.split, args.maps)
     result = evaluate_score_maps(
         args.maps,
@@ -151,11 +183,13 @@ def run_evaluate_maps(args: argparse.Namespace) -> int:
         iou_thresholds=tuple(args.iou),
         image_root=args.image_root,
         num_workers=args.workers,
+        protocol=args.protocol,
+        threshold=args.threshold,
     )
     result["split"] = args.split or (metadata_dir.name if args.metadata else "")
     print(format_result(result))
     if args.output:
-        write_json(args.output, {k: v for k, v in result.items() if k != "curve"})
+        write_json(args.output, {k: v for k, v in result.items() if k not in ("curve", "per_image")})
     if args.curve:
         write_curve_csv(args.curve, result)
     return 0

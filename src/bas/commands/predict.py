@@ -46,6 +46,13 @@ def add_parser(sub) -> None:
     add_test_mode_arg(p, default="crop")
     add_alias(p, "--no-crop", "--test-mode resize", "test_mode", nargs=0, const="resize")
     p.add_argument(
+        "--photo-threshold",
+        choices=["after", "before"],
+        default="after",
+        help="threshold the map after resizing it to the photo (default) or before, at the network "
+        "input size, as the papers' code does (docs/inference.md)",
+    )
+    p.add_argument(
         "--batch-size", type=positive_int, default=16, help="images per forward pass (default: 16)"
     )
     p.add_argument(
@@ -159,7 +166,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {message}", file=sys.stderr)
     if not files:
         raise BASError("no image found in the inputs")
-    localizer = Localizer.from_checkpoint(args.checkpoint, device=resolve_device(args.device))
+    localizer = Localizer.from_checkpoint(
+        args.checkpoint, device=resolve_device(args.device), photo_threshold=args.photo_threshold
+    )
     out_dir = Path(args.output)
     overlays = overlay_names([name for _, name in files])
     written = 0

@@ -39,19 +39,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from bas.data.parsing import NO_BOXES, box_error, box_outside, read_lines
-from bas.data.transforms import normalize_transform
 from bas.errors import DataError
 from bas.io import decode_images, read_image
+
+if TYPE_CHECKING:
+    import torch
+    from torchvision import tv_tensors
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLITS = ("train", "val", "test")
@@ -112,6 +111,10 @@ def make_tv_sample(
     ``image`` is a PIL image or a uint8 ``(3, H, W)`` tensor; ``boxes`` ``(M, 4)`` XYXY pixels;
     ``mask`` a bool foreground mask or a uint8 label mask (kept uint8), ``ignore`` a bool mask.
     """
+    import torch
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
     if isinstance(image, Image.Image):
         image = v2.functional.pil_to_tensor(image)
     height, width = image.shape[-2:]
@@ -130,22 +133,34 @@ def _as_mask(mask: np.ndarray | torch.Tensor | None) -> tv_tensors.Mask | None:
     """A uint8 label mask stays uint8 (class indices, 255 ignore); any other mask becomes bool."""
     if mask is None:
         return None
+    import torch
+    from torchvision import tv_tensors
+
     t = torch.as_tensor(mask)
     return tv_tensors.Mask(t if t.dtype == torch.uint8 else t.bool())
 
 
 def _plain(t: Any) -> Any:
+    import torch
+
     return None if t is None else t.as_subclass(torch.Tensor)
 
 
 # ----------------------------------------------------------------------------- the shared dataset
 
 
-class RecordDataset(Dataset):
+class RecordDataset:
     """What every dataset of the package shares: its records (one per image), its class names
-    and its transform (``None``: :func:`normalize_transform`)."""
+    and its transform (``None``: :func:`~bas.data.transforms.normalize_transform`).
+
+    A map-style dataset for :class:`torch.utils.data.DataLoader` (``__getitem__`` and
+    ``__len__``; ``a + b`` concatenates, as for torch's datasets). It does not derive from torch's
+    ``Dataset`` class so that the format registry (names, options) imports without torch.
+    """
 
     def __init__(self, records: Sequence[Any], classes: Sequence[str], transform: Callable | None = None):
+        from bas.data.transforms import normalize_transform
+
         self.records = list(records)
         self.classes = list(classes)
         self.transform = normalize_transform() if transform is None else transform
@@ -164,6 +179,11 @@ class RecordDataset(Dataset):
     def _check_index(self, index: int) -> None:
         if not -len(self.records) <= index < len(self.records):
             raise IndexError(f"index {index} out of range for a dataset of {len(self.records)} images")
+
+    def __add__(self, other: Any) -> Any:
+        from torch.utils.data import ConcatDataset
+
+        return ConcatDataset([self, other])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} images, {self.num_classes} classes)"
@@ -203,6 +223,8 @@ class WSOLDataset(RecordDataset):
         return image, mask, ignore
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        import torch
+
         self._check_index(index)
         record = self.records[index]
         image, mask, ignore = self.load(index)
@@ -231,6 +253,8 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
     uint8 label masks) or None (None when any sample lacks one), ``image_id`` list, ``orig_size``
     ``(B, 2)`` int64 ``(W, H)``.
     """
+    import torch
+
     if not batch:
         raise ValueError("collate: empty batch")
 
@@ -250,6 +274,8 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _stack_labels(labels: Sequence[Any]) -> torch.Tensor:
+    import torch
+
     if isinstance(labels[0], torch.Tensor) and labels[0].dim() == 1:
         return torch.stack(labels).to(torch.float32)
     return torch.tensor([int(label) for label in labels], dtype=torch.int64)

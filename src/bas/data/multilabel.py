@@ -31,16 +31,18 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from bas.data.datasets import Location, RecordDataset, make_tv_sample, open_rgb
 from bas.errors import DataError
 from bas.io import decode_images
 from bas.wsss.masks import IGNORE_INDEX, read_label_png
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,6 +65,8 @@ def tags_of_mask(mask: np.ndarray, num_classes: int) -> tuple[int, ...]:
 
 def multi_hot(tags: Sequence[int], num_classes: int) -> torch.Tensor:
     """A float32 ``(K,)`` vector with 1 at ``tags``."""
+    import torch
+
     vector = torch.zeros(num_classes, dtype=torch.float32)
     vector[list(tags)] = 1.0
     return vector
@@ -133,6 +137,8 @@ class MultiLabelDataset(RecordDataset):
         return image, self.tags(index, mask), mask
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        import torch
+
         self._check_index(index)
         image, tags, mask = self.load(index)
         out = self.transform(make_tv_sample(image, mask=mask))

@@ -104,6 +104,7 @@ def test_transform(
     mode: str = "crop",
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    image_resize: str = "tensor",
 ) -> v2.Compose:
     """Deterministic evaluation transform.
 
@@ -111,12 +112,19 @@ def test_transform(
       ``x * R / W - (R - input_size) / 2``, clamped to ``[0, input_size]``.
     * ``mode="resize"`` (standard protocol, Choe et al.): ``Resize((input_size, input_size))``, no
       crop; boxes become ``x * input_size / W``. ``resize_size`` is ignored.
+
+    ``image_resize``: the image is resized as a uint8 tensor (``"tensor"``, antialiased bilinear)
+    or as a PIL image with PIL's bilinear filter (``"pil"``, what ``transforms.Resize`` does to the
+    PIL images of the papers' code); the two differ by at most a grey level here and there.
     """
+    if image_resize not in ("tensor", "pil"):
+        raise ValueError(f"image_resize must be 'tensor' or 'pil', got {image_resize!r}")
+    resize = PILResize if image_resize == "pil" else lambda size: v2.Resize(size, antialias=True)
     if mode == "crop":
         size = _resize_size(input_size, resize_size)
-        geometry: list[Any] = [v2.Resize((size, size), antialias=True), v2.CenterCrop(input_size)]
+        geometry: list[Any] = [resize((size, size)), v2.CenterCrop(input_size)]
     elif mode == "resize":
-        geometry = [v2.Resize((input_size, input_size), antialias=True)]
+        geometry = [resize((input_size, input_size))]
     else:
         raise ValueError(f"unknown test mode {mode!r}; expected one of {', '.join(TEST_MODES)}")
     return v2.Compose([*geometry, *_finish(mean, std)])
@@ -167,6 +175,24 @@ def scale_crop_transform(
             *_finish(mean, std),
         ]
     )
+
+
+class PILResize:
+    """``Resize(size)`` of a sample dict whose image is resized by PIL (bilinear), as torchvision's
+    ``transforms.Resize`` resizes a PIL image; boxes and masks move as with ``v2.Resize``."""
+
+    def __init__(self, size: tuple[int, int]):
+        self.size = (int(size[0]), int(size[1]))  # (H, W)
+        self._others = v2.Resize(self.size, antialias=True)
+
+    def __call__(self, sample: Any) -> Any:
+        from PIL import Image
+
+        out = self._others(sample)
+        image = sample["image"].as_subclass(torch.Tensor)
+        pil = v2.functional.to_pil_image(image).resize(self.size[::-1], Image.BILINEAR)
+        out["image"] = tv_tensors.Image(v2.functional.pil_to_tensor(pil))
+        return out
 
 
 class TenCropStack:

@@ -15,6 +15,12 @@ in ``resize`` mode). From it:
   truncated box scaling, :func:`bas.evaluate_maps.boxes_to_map`, so that the numbers equal
   ``bas evaluate-maps`` on the saved maps);
 * PxAP and PIoU where masks exist (:class:`bas.metrics.MaskEvaluator`).
+
+Every convention above is the ``standard`` protocol's; an :class:`Evaluator` given another
+:class:`bas.protocols.Protocol` follows that one (normalisation eps, component order, IoU
+comparison, ground-truth arithmetic, ties in top-k, mean), and :func:`evaluate_split` also sets the
+protocol's input path (crop, PIL resize), ten-crop and per-dataset threshold / top-k. Several
+protocols evaluated together share the forward passes of their common input path.
 """
 
 from __future__ import annotations
@@ -38,7 +44,16 @@ from bas.evaluate_maps import (
     write_metadata,
     write_score_maps,
 )
-from bas.localization import localization_maps, maps_to_boxes
+from bas.localization import NORM_EPS, localization_maps, maps_to_boxes
+from bas.protocols import (
+    STANDARD,
+    Protocol,
+    box_accuracy,
+    box_correct,
+    get_protocol,
+    protocol_boxes,
+    resolve_protocols,
+)
 
 
 @dataclass
@@ -53,6 +68,7 @@ class BatchPrediction:
     ignore: torch.Tensor | None
     image_ids: list[str]
     orig_sizes: torch.Tensor | None = None  # (B, 2) (W, H) of the original images
+    raw_maps: torch.Tensor | None = None  # (B, h, w) the network's fused maps, before normalisation
 
 
 def autocast_context(device: torch.device, amp: str | None):
@@ -92,6 +108,7 @@ def predict_batches(
             batch.get("ignore"),
             list(batch["image_id"]),
             batch.get("orig_size"),
+            out.fg_map.float()[:, 0].cpu(),
         )
 
 
@@ -109,6 +126,11 @@ class Evaluator:
         standard_boxes: ground-truth boxes in original-image pixels by image id; when given,
             MaxBoxAcc uses them scaled to the map the protocol's way (:func:`boxes_to_map`, the
             map covering the whole image) instead of the transformed boxes.
+        protocol: the conventions (:mod:`bas.protocols`, a name or a preset; ``standard``).
+        original_boxes: boxes in original-image pixels by image id, for a protocol that computes
+            the ground truth itself (``gt_boxes`` ``"float"`` / ``"int"``).
+        resize_size: ``R`` of the crop path (the maps are the centre crop of ``R x R``); None when
+            the maps cover the whole image.
     """
 
     num_classes: int
@@ -118,7 +140,11 @@ class Evaluator:
     multi_contour: bool = True
     curve_interval: float | None = None
     standard_boxes: dict[str, np.ndarray] | None = None
+    protocol: Protocol | str = STANDARD
+    original_boxes: dict[str, np.ndarray] | None = None
+    resize_size: int | None = None
     _ious: list[np.ndarray] = field(default_factory=list)
+    _image_ids: list[str] = field(default_factory=list)
     _curve_hits: list[np.ndarray] = field(default_factory=list)
     _labels: list[np.ndarray] = field(default_factory=list)
     _top1: list[np.ndarray] = field(default_factory=list)
@@ -126,6 +152,9 @@ class Evaluator:
     _has_boxes: bool = False
 
     def __post_init__(self) -> None:
+        self.protocol = get_protocol(self.protocol)
+        if self.protocol.gt_boxes != "transform" and self.original_boxes is None:
+            raise ValueError(f"protocol {self.protocol.name} needs the original boxes (a bas.data dataset)")
         self.iou_thresholds = metrics.iou_fractions(self.iou_thresholds)
         self.box_evaluator = metrics.BoxEvaluator(
             iou_thresholds=self.iou_thresholds, interval=self.interval, multi_contour=self.multi_contour
@@ -141,19 +170,27 @@ class Evaluator:
         self.mask_evaluator: metrics.MaskEvaluator | None = None
 
     def update(self, pred: BatchPrediction) -> None:
+        protocol = self.protocol
         labels = pred.labels.numpy()
-        correct = metrics.topk_correct(pred.logits.numpy(), labels, ks=(1, min(5, self.num_classes)))
+        k5 = min(5, self.num_classes)
+        correct = metrics.topk_correct(pred.logits, labels, ks=(1, k5), ties=protocol.topk_ties)
         self._labels.append(labels)
         self._top1.append(correct[1])
-        self._top5.append(correct[min(5, self.num_classes)])
+        self._top5.append(correct[k5])
+        self._image_ids += list(pred.image_ids)
         maps = pred.maps.numpy()
+        if protocol.norm_eps != NORM_EPS and pred.raw_maps is not None:
+            maps = localization_maps(pred.raw_maps, maps.shape[-2:], protocol.norm_eps).numpy()
         gt = [b.numpy().reshape(-1, 4) for b in pred.boxes]
         if any(len(g) for g in gt):
             self._has_boxes = True
-            self._ious.append(metrics.best_iou(maps_to_boxes(maps, self.threshold), gt))
-            self._curve_hits.append(self.curve_evaluator.hits(maps, gt)[:, 0])
-            standard = self._standard_boxes(pred, maps.shape[-1])
-            self.box_evaluator.accumulate(maps, gt if standard is None else standard)
+            fixed = gt if protocol.gt_boxes == "transform" else self._protocol_boxes(pred, maps.shape[-1])
+            boxes = maps_to_boxes(maps, self.threshold, protocol.component_order)
+            self._ious.append(metrics.best_iou(boxes, fixed))
+            if protocol.max_box_acc:
+                self._curve_hits.append(self.curve_evaluator.hits(maps, gt)[:, 0])
+                standard = self._standard_boxes(pred, maps.shape[-1])
+                self.box_evaluator.accumulate(maps, gt if standard is None else standard)
         if pred.mask is not None:
             if self.mask_evaluator is None:
                 self.mask_evaluator = metrics.MaskEvaluator(interval=self.interval)
@@ -168,6 +205,14 @@ class Evaluator:
         return [
             boxes_to_map(self.standard_boxes[image_id], (int(w), int(h)), side)
             for image_id, (w, h) in zip(pred.image_ids, pred.orig_sizes.tolist())
+        ]
+
+    def _protocol_boxes(self, pred: BatchPrediction, side: int) -> list[np.ndarray]:
+        if pred.orig_sizes is None:
+            raise ValueError(f"protocol {self.protocol.name} needs the original image sizes (orig_size)")
+        return [
+            protocol_boxes(self.protocol, self.original_boxes[i], (int(w), int(h)), side, self.resize_size)
+            for i, (w, h) in zip(pred.image_ids, pred.orig_sizes.tolist())
         ]
 
     def set_classification(self, top1: np.ndarray, top5: np.ndarray) -> None:
@@ -185,11 +230,29 @@ class Evaluator:
     def loc_metrics_at(self, ious: np.ndarray, class_balanced: bool = False) -> dict[str, float]:
         labels, top1, top5 = self._arrays()
         return metrics.localization_accuracy(
-            ious, labels, top1, top5, iou_threshold=0.5, class_balanced=class_balanced
+            ious,
+            labels,
+            top1,
+            top5,
+            iou_threshold=0.5,
+            class_balanced=class_balanced,
+            strict=self.protocol.iou_strict,
         )
+
+    def decisions(self) -> dict[str, Any]:
+        """Per image, in loader order: ``image_ids``, ``iou`` (best IoU of the fixed-threshold box)
+        and ``correct`` (the box right at IoU 0.5 by the protocol's comparison)."""
+        ious = np.concatenate(self._ious) if self._has_boxes else np.zeros(0)
+        return {
+            "image_ids": list(self._image_ids),
+            "iou": ious,
+            "correct": box_correct(self.protocol, ious, 0.5),
+        }
 
     def paper_curve(self) -> dict[str, np.ndarray]:
         """GT-known / Top-1 Loc (per image) at every threshold of the curve grid."""
+        if not self.protocol.max_box_acc:
+            raise ValueError(f"protocol {self.protocol.name} has no threshold curve")
         hit = np.concatenate(self._curve_hits)
         _, top1, _ = self._arrays()
         return {
@@ -206,15 +269,23 @@ class Evaluator:
     def compute(self) -> dict[str, Any]:
         labels, top1, top5 = self._arrays()
         result: dict[str, Any] = {"num_images": int(len(labels)), "threshold": self.threshold}
+        if self.protocol is not STANDARD:
+            result["protocol"] = self.protocol.name
         if self._has_boxes:
             ious = np.concatenate(self._ious)
-            result.update(self.loc_metrics_at(ious))
-            result["class_balanced"] = self.loc_metrics_at(ious, class_balanced=True)
-            box = self.box_evaluator.compute()
-            result["MaxBoxAcc"] = box["MaxBoxAcc"]
-            result[self.box_summary_name] = box["MaxBoxAccV2"]
-            result["MaxBoxAcc_threshold"] = box["best_threshold"]
-            result["best_threshold"] = self.best_threshold()
+            per_image, balanced = self.loc_metrics_at(ious), self.loc_metrics_at(ious, class_balanced=True)
+            result.update(balanced if self.protocol.class_balanced else per_image)
+            result["class_balanced"] = balanced
+            if self.protocol.class_balanced:
+                result["per_image"] = per_image
+            if self.protocol.box_ious != (0.5,):
+                result["box_acc"] = box_accuracy(self.protocol, ious, self._arrays()[0])
+            if self.protocol.max_box_acc:
+                box = self.box_evaluator.compute()
+                result["MaxBoxAcc"] = box["MaxBoxAcc"]
+                result[self.box_summary_name] = box["MaxBoxAccV2"]
+                result["MaxBoxAcc_threshold"] = box["best_threshold"]
+                result["best_threshold"] = self.best_threshold()
         else:
             result["top1_cls"] = 100.0 * float(top1.mean())
             result["top5_cls"] = 100.0 * float(top5.mean())
@@ -231,7 +302,11 @@ class Evaluator:
     def per_class(self, class_names: list[str] | None = None) -> list[dict[str, Any]]:
         """Per-class rows: images, Top-1 classification, GT-known and Top-1 Loc."""
         labels, top1, _ = self._arrays()
-        hit = np.concatenate(self._ious) >= 0.5 if self._has_boxes else np.zeros_like(top1)
+        hit = (
+            box_correct(self.protocol, np.concatenate(self._ious), 0.5)
+            if self._has_boxes
+            else np.zeros_like(top1)
+        )
         rows = []
         for c in np.unique(labels):
             sel = labels == c
@@ -264,30 +339,86 @@ def evaluate(
     save_maps: str | Path | None = None,
     standard_protocol: bool = False,
     desc: str = "eval",
+    protocol: str | Protocol = STANDARD,
+    resize_size: int | None = None,
 ) -> Evaluator:
     """Evaluate ``model`` on ``loader``; returns the filled :class:`Evaluator` (call ``compute()``).
 
     ``standard_protocol``: the loader's maps cover the whole image (``resize`` mode); MaxBoxAcc
     then uses the dataset's original boxes (its ``records``) scaled the protocol's way. ``save_maps``: write the
     maps in the standard layout (``<save_maps>/<image_id>.npy``) and their metadata in
-    ``<save_maps>/metadata`` (needs maps of the whole image: ``resize`` mode).
+    ``<save_maps>/metadata`` (needs maps of the whole image: ``resize`` mode). ``protocol``: the
+    conventions of the metrics (:mod:`bas.protocols`; the loader fixes the input path);
+    ``resize_size``: ``R`` when the loader's images are the centre crop of ``R x R`` (the
+    protocols that compute the ground truth themselves need it).
     """
-    records = {r.image_id: r for r in getattr(loader.dataset, "records", [])}
-    if save_maps is not None and not records:
-        raise ValueError("saving maps with their metadata needs a dataset of records (a bas.data dataset)")
-    evaluator = Evaluator(
+    evaluator = make_evaluator(
+        loader.dataset,
+        protocol,
+        num_classes=num_classes,
+        threshold=threshold,
+        iou_thresholds=iou_thresholds,
+        interval=interval,
+        multi_contour=multi_contour,
+        standard_protocol=standard_protocol,
+        resize_size=resize_size,
+    )
+    fill_evaluators(
+        model, loader, [evaluator], top_k=top_k, device=device, amp=amp, progress=progress,
+        save_maps=save_maps, desc=desc,
+    )  # fmt: skip
+    return evaluator
+
+
+def make_evaluator(
+    dataset,
+    protocol: str | Protocol,
+    *,
+    num_classes: int,
+    threshold: float,
+    iou_thresholds=(0.3, 0.5, 0.7),
+    interval: float = 0.01,
+    multi_contour: bool = True,
+    standard_protocol: bool = False,
+    resize_size: int | None = None,
+) -> Evaluator:
+    """An empty :class:`Evaluator` for ``dataset`` (its records give the original boxes)."""
+    records = {r.image_id: r.boxes for r in getattr(dataset, "records", [])}
+    return Evaluator(
         num_classes,
         threshold,
         tuple(iou_thresholds),
         interval,
         multi_contour,
-        standard_boxes={i: r.boxes for i, r in records.items()} if standard_protocol and records else None,
+        standard_boxes=records if standard_protocol and records else None,
+        protocol=protocol,
+        original_boxes=records or None,
+        resize_size=resize_size,
     )
+
+
+def fill_evaluators(
+    model: nn.Module,
+    loader,
+    evaluators: list[Evaluator],
+    *,
+    top_k: int,
+    device: torch.device | str = "cpu",
+    amp: str | None = None,
+    progress: bool = True,
+    save_maps: str | Path | None = None,
+    desc: str = "eval",
+) -> None:
+    """One pass of ``model`` over ``loader``; every evaluator gets every batch (the maps are shared)."""
+    records = {r.image_id: r for r in getattr(loader.dataset, "records", [])}
+    if save_maps is not None and not records:
+        raise ValueError("saving maps with their metadata needs a dataset of records (a bas.data dataset)")
     entries = []
     for pred in predict_batches(
         model, loader, top_k=top_k, device=device, amp=amp, progress=progress, desc=desc
     ):
-        evaluator.update(pred)
+        for evaluator in evaluators:
+            evaluator.update(pred)
         if save_maps is not None:
             write_score_maps(save_maps, pred.image_ids, pred.maps.numpy())
             sizes = pred.orig_sizes.tolist()
@@ -298,18 +429,75 @@ def evaluate(
             ]
     if save_maps is not None:
         write_metadata(Path(save_maps) / METADATA_FOLDER, entries)
-    return evaluator
 
 
 @dataclass
 class EvaluationReport:
-    """Result of :func:`evaluate_split`: the metrics dict, the filled evaluator and the dataset."""
+    """Result of :func:`evaluate_split`: the metrics dict, the filled evaluator and the dataset.
+
+    With several protocols, ``result`` and ``evaluator`` are the first one's, ``result["protocols"]``
+    holds every protocol's result and ``evaluators`` every protocol's evaluator, by name.
+    """
 
     result: dict[str, Any]
     evaluator: Evaluator | CorLocEvaluator
     dataset: Any
     class_names: list[str]
+    evaluators: dict[str, Evaluator] = field(default_factory=dict)
     pseudo_boxes: dict[str, Any] | None = None  # COCO-format, when computed
+
+
+@dataclass
+class _Job:
+    """One protocol of an evaluation with the settings it runs at."""
+
+    protocol: Protocol
+    threshold: float
+    top_k: int
+    test_mode: str
+
+    @property
+    def input_path(self) -> tuple[str, str, int]:
+        return (self.test_mode, self.protocol.image_resize, self.top_k)
+
+
+def _jobs(model, cfg, protocols, threshold, top_k) -> list[_Job]:
+    """Each protocol's threshold, top-k and test mode: the explicit values, else the protocol's
+    per-dataset table, else the config's."""
+    ev, jobs = cfg["eval"], []
+    for p in protocols:
+        table = p.inference_settings(str(getattr(model, "arch", "")), int(model.num_classes))
+        jobs.append(
+            _Job(
+                p,
+                float(threshold if threshold is not None else table[0] if table else ev["threshold"]),
+                int(top_k if top_k is not None else table[1] if table else ev["top_k"]),
+                p.test_mode or cfg["data"]["test_mode"],
+            )
+        )
+    return jobs
+
+
+def _resize_side(cfg: dict[str, Any]) -> int:
+    """``R`` of the crop path (the config's, else the transforms' default for the input size)."""
+    from bas.data.transforms import default_resize_size
+
+    data = cfg["data"]
+    return int(data["resize_size"] or default_resize_size(data["input_size"]))
+
+
+def _eval_dataset(cfg: dict[str, Any], split: str, test_mode: str, image_resize: str):
+    from bas.data import build_dataset, test_transform
+    from bas.engine.data import make_dataset_split, prepare_dataset
+
+    if image_resize == "tensor":
+        return make_dataset_split(cfg, split, train=False, test_mode=test_mode)
+    data = cfg["data"]
+    kind, root = prepare_dataset(cfg)
+    transform = test_transform(
+        data["input_size"], data["resize_size"], mode=test_mode, image_resize=image_resize
+    )
+    return build_dataset(kind, root, split, transform, **(data.get("options") or {}))
 
 
 def evaluate_split(
@@ -324,6 +512,9 @@ def evaluate_split(
     progress: bool = True,
     min_area: float = 0.01,
     nms_iou: float = 0.5,
+    protocol: str | Protocol | list = STANDARD,
+    threshold: float | None = None,
+    top_k: int | None = None,
 ) -> EvaluationReport:
     """Evaluate ``model`` on one split of the dataset described by ``cfg``.
 
@@ -332,6 +523,11 @@ def evaluate_split(
     that were best there (``MaxBoxAcc_at_selected``); the reported split never chooses anything.
     A multi-object dataset is evaluated by CorLoc instead (:func:`evaluate_multi_object`, with
     ``min_area`` and ``nms_iou``).
+
+    ``protocol``: a name of :data:`bas.protocols.PROTOCOLS`, a preset, a list of them or
+    ``"all"``. Each protocol runs at ``threshold`` / ``top_k`` when given, else at its own
+    per-dataset values (the papers' code), else at the config's ``eval.threshold`` / ``eval.top_k``;
+    protocols on the same input path (test mode, image resize, top-k) share one forward pass.
     """
     from bas.data.datasets import check_num_classes
     from bas.engine.data import eval_loader, make_dataset_split
@@ -347,7 +543,12 @@ def evaluate_split(
     if is_multi_object(reported):
         unsupported = [
             o
-            for o, v in (("--select-on", select_on), ("--ten-crop", ten_crop), ("--save-maps", save_maps))
+            for o, v in (
+                ("--select-on", select_on),
+                ("--ten-crop", ten_crop),
+                ("--save-maps", save_maps),
+                ("--protocol", resolve_protocols(protocol) != resolve_protocols(STANDARD)),
+            )
             if v
         ]
         if unsupported:
@@ -356,41 +557,80 @@ def evaluate_split(
             model, cfg, reported, split, min_area=min_area, nms_iou=nms_iou, device=device, progress=progress
         )
 
-    def run(name: str, threshold: float, maps_dir=None, dataset=None) -> tuple[Any, Evaluator]:
-        dataset = make_dataset_split(cfg, name, train=False) if dataset is None else dataset
-        check_num_classes(dataset, model.num_classes, "the checkpoint")
-        evaluator = evaluate(
-            model,
-            eval_loader(dataset, cfg),
-            num_classes=model.num_classes,
-            top_k=ev["top_k"],
-            threshold=threshold,
-            iou_thresholds=ev["iou_thresholds"],
-            interval=ev["interval"],
-            multi_contour=ev["multi_contour"],
-            device=device,
-            progress=progress,
-            save_maps=maps_dir,
-            standard_protocol=cfg["data"]["test_mode"] == "resize",
-            desc=name,
+    jobs = _jobs(model, cfg, resolve_protocols(protocol), threshold, top_k)
+    if save_maps is not None and not any(j.protocol.max_box_acc for j in jobs):
+        raise ConfigError(
+            "saved maps follow the standard protocol: use --protocol standard (or all) with --save-maps"
         )
-        if ten_crop:
-            evaluator.set_classification(*ten_crop_classification(model, cfg, name, device, progress))
-        return dataset, evaluator
-
-    if save_maps is not None and cfg["data"]["test_mode"] != "resize":
+    if save_maps is not None and not any(j.protocol.max_box_acc and j.test_mode == "resize" for j in jobs):
         raise ConfigError("saved maps follow the standard protocol: evaluate with data.test_mode=resize")
-    threshold = float(ev["threshold"])
+    if select_on and not all(j.protocol.max_box_acc for j in jobs):
+        raise ConfigError(
+            "--select-on chooses the threshold on the standard protocol's curve; use --threshold"
+        )
+
+    def run(name: str, jobs: list[_Job], maps_dir=None) -> tuple[Any, list[Evaluator]]:
+        evaluators: dict[int, Evaluator] = {}
+        first = None
+        paths = list(dict.fromkeys(j.input_path for j in jobs))
+        for test_mode, image_resize, k in paths:
+            same = name == split and image_resize == "tensor" and test_mode == cfg["data"]["test_mode"]
+            dataset = reported if same else _eval_dataset(cfg, name, test_mode, image_resize)
+            check_num_classes(dataset, model.num_classes, "the checkpoint")
+            first = dataset if first is None else first
+            group = [i for i, j in enumerate(jobs) if j.input_path == (test_mode, image_resize, k)]
+            for i in group:
+                evaluators[i] = make_evaluator(
+                    dataset,
+                    jobs[i].protocol,
+                    num_classes=model.num_classes,
+                    threshold=jobs[i].threshold,
+                    iou_thresholds=ev["iou_thresholds"],
+                    interval=ev["interval"],
+                    multi_contour=ev["multi_contour"],
+                    standard_protocol=test_mode == "resize",
+                    resize_size=_resize_side(cfg) if test_mode == "crop" else None,
+                )
+            saves = (
+                maps_dir is not None
+                and any(jobs[i].protocol.max_box_acc for i in group)
+                and test_mode == "resize"
+            )
+            fill_evaluators(
+                model, eval_loader(dataset, cfg), [evaluators[i] for i in group], top_k=k, device=device,
+                progress=progress, save_maps=maps_dir if saves else None, desc=name,
+            )  # fmt: skip
+            if saves:
+                maps_dir = None
+        crops: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for i, job in enumerate(jobs):
+            if ten_crop or job.protocol.ten_crop:
+                ties = job.protocol.topk_ties
+                if ties not in crops:
+                    crops[ties] = ten_crop_classification(model, cfg, name, device, progress, ties=ties)
+                evaluators[i].set_classification(*crops[ties])
+        return first, [evaluators[i] for i in range(len(jobs))]
+
     selection: dict[str, Any] = {}
     if select_on:
         if select_on == split:
             raise ConfigError(f"--select-on {select_on} is the split being reported; choose a held-out split")
-        _, held_out = run(select_on, threshold)
-        threshold = held_out.best_threshold("gt_known_loc")
-        selection = {"split": select_on, "threshold": threshold, "metrics": held_out.compute()}
-    dataset, evaluator = run(split, threshold, save_maps, reported)
-    result = evaluator.compute()
-    result.update(split=split, top_k=ev["top_k"], test_mode=cfg["data"]["test_mode"], ten_crop=bool(ten_crop))
+        _, held_out = run(select_on, jobs)
+        for job, evaluator in zip(jobs, held_out):
+            job.threshold = evaluator.best_threshold("gt_known_loc")
+        selection = {"split": select_on, "threshold": jobs[0].threshold, "metrics": held_out[0].compute()}
+    dataset, evaluators = run(split, jobs, save_maps)
+    results = {}
+    for job, evaluator in zip(jobs, evaluators):
+        result = evaluator.compute()
+        result.update(
+            split=split,
+            top_k=job.top_k,
+            test_mode=job.test_mode,
+            ten_crop=bool(ten_crop or job.protocol.ten_crop),
+        )
+        results[job.protocol.name] = result
+    evaluator, result = evaluators[0], results[jobs[0].protocol.name]
     if selection:
         result["selected_on"] = selection
         chosen = selection["metrics"].get("MaxBoxAcc_threshold")
@@ -398,15 +638,25 @@ def evaluate_split(
             result["MaxBoxAcc_at_selected"] = {
                 d: evaluator.box_evaluator.accuracy_at(t)[d] for d, t in chosen.items()
             }
+    if len(jobs) > 1:
+        result["protocols"] = {name: dict(r) for name, r in results.items()}  # copies: no cycle
+        result["forward_passes"] = len({j.input_path for j in jobs})
     class_names = list(getattr(model, "class_names", None) or getattr(dataset, "classes", []) or [])
-    return EvaluationReport(result, evaluator, dataset, class_names)
+    by_name = {j.protocol.name: e for j, e in zip(jobs, evaluators)}
+    return EvaluationReport(result, evaluator, dataset, class_names, by_name)
 
 
 @torch.no_grad()
 def ten_crop_classification(
-    model: nn.Module, cfg: dict[str, Any], split: str, device: str = "cpu", progress: bool = True
+    model: nn.Module,
+    cfg: dict[str, Any],
+    split: str,
+    device: str = "cpu",
+    progress: bool = True,
+    ties: str = "stable",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-1 / Top-5 correctness with softmax averaged over ten crops (docs/method.md §5), in dataset order."""
+    """Top-1 / Top-5 correctness with softmax averaged over ten crops (docs/method.md §5), in
+    dataset order (``ties``: see :func:`bas.metrics.topk_correct`)."""
     from bas.data import build_dataset, ten_crop_transform
     from bas.engine.data import guarded_loader, prepare_dataset
 
@@ -428,8 +678,8 @@ def ten_crop_classification(
     for batch in tqdm(loader, desc=f"{split} ten-crop", disable=not progress, leave=False):
         crops = batch["image"].to(device)  # (B, 10, 3, H, W)
         b, n = crops.shape[:2]
-        probs = model(crops.flatten(0, 1)).logits.float().softmax(1).view(b, n, -1).mean(1).cpu().numpy()
-        correct = metrics.topk_correct(probs, batch["label"].numpy(), ks=(1, k5))
+        probs = model(crops.flatten(0, 1)).logits.float().softmax(1).view(b, n, -1).mean(1).cpu()
+        correct = metrics.topk_correct(probs, batch["label"].numpy(), ks=(1, k5), ties=ties)
         top1.append(correct[1])
         top5.append(correct[k5])
     return np.concatenate(top1), np.concatenate(top5)
@@ -469,7 +719,7 @@ def write_evaluation(
             },
             title="per-class accuracy",
         )
-    if evaluator._has_boxes:
+    if evaluator._has_boxes and evaluator.protocol.max_box_acc:
         paper = evaluator.paper_curve()
         _write_csv(
             out_dir / "curve.csv",
@@ -614,41 +864,6 @@ def localizer_for(model: nn.Module, cfg: dict[str, Any], threshold: float, devic
     )
 
 
-def tagged_objects(
-    model: nn.Module,
-    cfg: dict[str, Any],
-    dataset: Any,
-    *,
-    threshold: float,
-    min_area: float = 0.01,
-    nms_iou: float = 0.5,
-    device: str = "cpu",
-    progress: bool = True,
-) -> Iterator[tuple[int, Any]]:
-    """``(index, Prediction)`` for every image of ``dataset`` in order, with ``objects`` the boxes of
-    the image's tagged classes (see the section's comment); images read in their stored frame."""
-    from bas.data.datasets import open_rgb
-
-    localizer = localizer_for(model, cfg, threshold, device)
-    crop = cfg["data"]["test_mode"] == "crop"
-    batch = max(1, int(cfg["data"]["eval_batch_size"]))
-    n = len(dataset.records)
-    with tqdm(total=n, desc="objects", disable=not progress, leave=False, dynamic_ncols=True) as bar:
-        for start in range(0, n, batch):
-            indices = range(start, min(n, start + batch))
-            preds = localizer.predict(
-                [open_rgb(dataset.records[i].path) for i in indices],
-                crop=crop,
-                batch_size=batch,
-                multi=True,
-                min_area=min_area,
-                nms_iou=nms_iou,
-                classes=[image_objects(dataset, i)[0] for i in indices],
-            )
-            yield from zip(indices, preds)
-            bar.update(len(preds))
-
-
 def pseudo_box_pass(
     model: nn.Module,
     cfg: dict[str, Any],
@@ -661,27 +876,39 @@ def pseudo_box_pass(
     progress: bool = True,
 ) -> tuple[CorLocEvaluator, dict[str, Any]]:
     """CorLoc of ``dataset`` and its pseudo-boxes as a COCO-format dict (:func:`bas.predict.coco_detections`;
-    images named and numbered as :func:`bas.data.coco_export.coco_images` does with the data root)."""
+    images named and numbered as :func:`bas.data.coco_export.coco_images` does with the data root).
+
+    The objects of each image's tagged classes (see the section's comment) come from
+    :meth:`bas.predict.Localizer.predict`, on the images read in their stored frame.
+    """
     from bas.data.coco_export import coco_file_name
+    from bas.data.datasets import open_rgb
     from bas.predict import coco_detections
 
+    localizer = localizer_for(model, cfg, threshold, device)
+    crop = cfg["data"]["test_mode"] == "crop"
+    batch = max(1, int(cfg["data"]["eval_batch_size"]))
     evaluator = CorLocEvaluator(model.num_classes)
     entries = []
-    root = cfg["data"]["root"]
-    for index, pred in tagged_objects(
-        model,
-        cfg,
-        dataset,
-        threshold=threshold,
-        min_area=min_area,
-        nms_iou=nms_iou,
-        device=device,
-        progress=progress,
+    n = len(dataset.records)
+    for start in tqdm(
+        range(0, n, batch), desc="objects", disable=not progress, leave=False, dynamic_ncols=True
     ):
-        _, gt_boxes, gt_labels = image_objects(dataset, index)
-        evaluator.update(pred.objects, gt_boxes, gt_labels)
-        path = dataset.records[index].path
-        entries.append((coco_file_name(path, root), pred.image_size, pred.objects))
+        indices = range(start, min(n, start + batch))
+        objects = [image_objects(dataset, i) for i in indices]
+        preds = localizer.predict(
+            [open_rgb(dataset.records[i].path) for i in indices],
+            crop=crop,
+            batch_size=batch,
+            multi=True,
+            min_area=min_area,
+            nms_iou=nms_iou,
+            classes=[tags for tags, _, _ in objects],
+        )
+        for index, pred, (_, gt_boxes, gt_labels) in zip(indices, preds, objects):
+            evaluator.update(pred.objects, gt_boxes, gt_labels)
+            name = coco_file_name(dataset.records[index].path, cfg["data"]["root"])
+            entries.append((name, pred.image_size, pred.objects))
     names = getattr(model, "class_names", None) or list(dataset.classes)
     return evaluator, coco_detections(entries, names)
 

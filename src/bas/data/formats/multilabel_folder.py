@@ -26,7 +26,7 @@ from bas.data.formats.registry import DatasetFormat, Option, register_format
 from bas.data.formats.voc07 import read_class_names
 from bas.data.multilabel import MultiLabelDataset, TagRecord, check_multilabel
 from bas.data.parsing import Problems, read_lines
-from bas.data.paths import check_inside
+from bas.data.paths import check_inside, relative_parts
 from bas.errors import ConfigError, DataError
 
 HEADER = ["image", "tags"]
@@ -50,14 +50,15 @@ def read_tag_csv(path: Path, report: Problems) -> list[Entry]:
         if len(fields) != 2 or not fields[0]:
             report.report(f"expected '<image>,<tags>', got {text!r}", path, lineno)
             continue
-        image, tags = fields[0].replace("\\", "/"), [t for t in _SEPARATORS.split(fields[1]) if t]
+        image, tags = fields[0], [t for t in _SEPARATORS.split(fields[1]) if t]
         if not tags:
             report.report(f"{image}: no tags", path, lineno)
             continue
-        if image in seen:
-            report.report(f"{image}: already listed on line {seen[image]}", path, lineno)
+        key = image.replace("\\", "/")
+        if key in seen:
+            report.report(f"{image}: already listed on line {seen[key]}", path, lineno)
             continue
-        seen[image] = lineno
+        seen[key] = lineno
         entries.append((image, tags, (str(path), lineno)))
     return entries
 
@@ -117,12 +118,13 @@ class MultiLabelFolderDataset(MultiLabelDataset):
                     f"{image}: unknown class(es) {', '.join(unknown)} (not in {class_file.name})", file, line
                 )
                 continue
-            path = report.resolve(image_dir, image, file, line)
+            path = self._contained(image_dir, image, file, line, report)
             if path is None:
                 continue
+            image = path.relative_to(image_dir).as_posix()
             mask = None
             if use_masks:
-                mask = report.resolve(mask_dir, str(Path(image).with_suffix(".png")), file, line)
+                mask = self._contained(mask_dir, str(Path(image).with_suffix(".png")), file, line, report)
                 if mask is None:
                     continue
                 mask = mask if mask.is_file() else None
@@ -130,6 +132,16 @@ class MultiLabelFolderDataset(MultiLabelDataset):
                 TagRecord(image, path, tuple(sorted({index[t] for t in tags})), mask, (file, line))
             )
         super().__init__(records, names, transform)
+
+    def _contained(
+        self, folder: Path, relpath: str, file: str, line: int | None, report: Problems
+    ) -> Path | None:
+        """``folder / relpath``: no ``..`` nor absolute path, and no link leading out of the dataset
+        root (a link from the image folder to elsewhere in the root is fine); None once reported."""
+        if not report.contained(relpath, file, line):
+            return None
+        path = folder.joinpath(*relative_parts(relpath))
+        return path if report.inside(self.root, path, file, line) else None
 
 
 def build(

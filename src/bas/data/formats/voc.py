@@ -68,7 +68,9 @@ def voc_classes(voc: Path, classes: str | None = None) -> list[str]:
     return read_class_names(path)
 
 
-def _list_entries(voc: Path, split: str, mask_dir: str) -> list[tuple[str, str, str, Location]]:
+def _list_entries(
+    voc: Path, split: str, mask_dir: str, problems: Problems
+) -> list[tuple[str, str, str, Location]]:
     """``(image id, image path, mask path, (file, line))`` of the split's list (paths relative to ``voc``)."""
     path = voc / LISTS / f"{split}.txt"
     if not path.is_file() and split == AUG_SPLIT:
@@ -79,12 +81,18 @@ def _list_entries(voc: Path, split: str, mask_dir: str) -> list[tuple[str, str, 
         fields = text.split()
         if len(fields) == 1:
             image_id = fields[0]
+            if any(c in image_id for c in "/\\") or image_id in (".", ".."):
+                problems.report(
+                    f"expected an image id (a file name without folders), got {image_id!r}", path, lineno
+                )
+                continue
             image, mask = f"JPEGImages/{image_id}.jpg", f"{mask_dir}/{image_id}.png"
         elif len(fields) == 2:
             image, mask = (f.removeprefix("/") for f in fields)
             image_id = Path(image.replace("\\", "/")).stem
         else:
-            raise DataError(f"expected '<id>' or '<image path> <mask path>', got {text!r}", path, lineno)
+            problems.report(f"expected '<id>' or '<image path> <mask path>', got {text!r}", path, lineno)
+            continue
         entries.append((image_id, image, mask, (str(path), lineno)))
     return entries
 
@@ -127,7 +135,7 @@ class VOCSegmentationDataset(MultiLabelDataset):
         mask_dir = aug_dir if split == AUG_SPLIT else "SegmentationClass"
         report = Problems(problems)
         records = []
-        for image_id, image_rel, mask_rel, (file, line) in _list_entries(voc, split, mask_dir):
+        for image_id, image_rel, mask_rel, (file, line) in _list_entries(voc, split, mask_dir, report):
             image = report.resolve(voc, image_rel, file, line)
             mask = report.resolve(voc, mask_rel, file, line)
             if image is None or mask is None:

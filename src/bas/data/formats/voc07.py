@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from bas.data.datasets import Record, WSOLDataset
 from bas.data.formats.registry import DatasetFormat, Option, register_format
 from bas.data.parsing import NO_BOXES, Problems, read_lines
+from bas.data.paths import check_inside
 from bas.data.voc_xml import parse_voc_xml
 from bas.errors import ConfigError, DataError
 from bas.schema import Key
@@ -110,6 +110,7 @@ class VOCObjectDataset(WSOLDataset):
         self.include_difficult = bool(include_difficult)
         report = Problems(problems)
         id_file = voc_dir / "ImageSets" / image_set / f"{split}.txt"
+        check_inside(voc_dir, id_file)
         index = {name: k for k, name in enumerate(classes)}
         records = []
         for lineno, text in read_lines(id_file):
@@ -154,6 +155,8 @@ class VOCObjectDataset(WSOLDataset):
         return (r.boxes[keep] if len(r.boxes) else NO_BOXES), r.box_labels[keep]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        import torch  # here, so that the format registry imports without torch
+
         sample = super().__getitem__(index)
         record = self.records[index]
         sample["tags"] = torch.from_numpy(self.tags(index))
@@ -209,7 +212,10 @@ def _classes(voc_dir: Path, classes: str | None) -> list[str]:
     if classes is not None:
         return read_class_names(Path(classes))
     default = voc_dir / "class_names.txt"
-    return read_class_names(default) if default.is_file() else list(VOC_CLASSES)
+    if not default.is_file():
+        return list(VOC_CLASSES)
+    check_inside(voc_dir, default)
+    return read_class_names(default)
 
 
 def build(
@@ -255,7 +261,7 @@ FORMAT = register_format(
                 "auto",
                 "VOC folder: auto (VOC2007, else VOC2012), 2007 or 2012",
                 str,
-                Key(("str", "int"), "auto", choices=("auto", *YEARS, *(int(y) for y in YEARS))),
+                Key(("str", "int"), "auto", help="auto, 2007 or 2012"),
             ),
             "image_set": Option(
                 "auto",
