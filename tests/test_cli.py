@@ -130,6 +130,7 @@ CANONICAL = {
     "wsss evaluate": ["--seeds", "s", "--data-root", "d", "--dataset", "voc", "--output", "o"],
     "wsss demo": ["--output", "o", "--seed", "1", "--device", "cpu"],
     "data list": [],
+    "zoo": ["cub-vgg16", "--json"],
     "report": [
         "run",
         "--output",

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "explore",
     "report",
     "convert",
+    "zoo",
     "data",
     "wsss",
     "benchmark",

@@ -36,6 +36,13 @@ def add_parser(sub) -> None:
         "dataset (voc07).",
     )
     add_checkpoint_arg(p)
+    p.add_argument(
+        "--zoo",
+        metavar="NAME",
+        help="a released checkpoint of the model zoo (bas zoo): evaluate --checkpoint with that entry's "
+        "recipe, protocol, top-k, threshold and ten-crop classification, and print the measured "
+        "figures next to the reported ones",
+    )
     add_data_root_arg(p, dest="data", required=True)
     add_dataset_arg(p, help=f"{DATASET_KINDS_HELP} (default: the checkpoint's training dataset, else cub)")
     p.add_argument("--split", default="test", help="split to report (default: test)")
@@ -66,12 +73,13 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--protocol",
-        default="standard",
+        default=None,
         choices=["standard", "cvpr2022-code", "ijcv2023-code", "all"],
         help="evaluation conventions (docs/protocols.md): standard (Choe et al., the default), "
         "cvpr2022-code / ijcv2023-code (what the papers' scripts compute: their crop path, PIL "
         "resize, ten-crop and per-dataset threshold/top-k unless --threshold/--top-k are given), "
-        "or all (the three side by side; forward passes shared where the input path is the same)",
+        "or all (the three side by side; forward passes shared where the input path is the same); "
+        "with --zoo, the entry's",
     )
     p.add_argument(
         "--diff-csv",
@@ -105,16 +113,21 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def evaluation_config(meta: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """The config of an evaluation: defaults, the checkpoint's training config, then the arguments."""
+def evaluation_config(
+    meta: dict[str, Any], args: argparse.Namespace, recipe: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The config of an evaluation: defaults, the checkpoint's training config (or ``recipe``, a
+    zoo entry's), then the arguments."""
     from bas.config import default_config, known_part, merge, parse_override
     from bas.errors import ConfigError
     from bas.schema import check_config
 
     cfg = default_config()
-    trained = meta.get("config") or {}
+    trained = recipe or meta.get("config") or {}
     cfg = merge(cfg, known_part({k: v for k, v in trained.items() if k in ("data", "eval")}, cfg))
     dataset = args.dataset or ("cub" if cfg["data"]["dataset"] == "synthetic" else cfg["data"]["dataset"])
+    if dataset != cfg["data"]["dataset"]:
+        cfg["data"]["options"] = {}  # the options of another dataset kind do not apply
     cfg["data"].update(dataset=dataset, root=args.data)
     if meta.get("input_size"):
         cfg["data"]["input_size"] = int(meta["input_size"])
@@ -157,11 +170,18 @@ def run(args: argparse.Namespace) -> int:
 
     # the --set values, checked before the model is read (data.options against --dataset's kind)
     load_config(None, [f"data.dataset={args.dataset}"] * bool(args.dataset) + list(args.overrides))
+    entry, recipe = None, None
+    if args.zoo:
+        from bas.zoo import apply_entry
+
+        entry, recipe = apply_entry(args)
+        print(entry.settings())
+    args.protocol = args.protocol or "standard"
     if args.diff_csv and args.protocol != "all":
         raise ConfigError("--diff-csv compares protocols: use it with --protocol all")
     device = resolve_device(args.device)
     model = load_checkpoint(args.checkpoint, map_location=device)
-    cfg = evaluation_config(model.bas_meta, args)
+    cfg = evaluation_config(model.bas_meta, args, recipe=recipe)
     out_dir = (
         Path(args.output)
         if args.output
@@ -186,6 +206,11 @@ def run(args: argparse.Namespace) -> int:
         objects = {"min_area": args.min_area, "nms_iou": args.nms_iou}
         coco = add_pseudo_boxes(report, model, cfg, **objects, device=device, progress=not args.no_progress)
     report.result["checkpoint"] = str(args.checkpoint)
+    if entry is not None:
+        from bas.zoo import comparison, format_comparison
+
+        rows = comparison(entry, report.result.get("protocols", {}).get(entry.protocol, report.result))
+        report.result["zoo"] = {"entry": entry.name, "protocol": entry.protocol, "comparison": rows}
     write_evaluation(out_dir, report, model, cfg, save_vis=args.save_vis, device=device)
     if args.protocol == "all":
         from bas.protocols import format_side_by_side, write_diff_csv
@@ -198,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.split}{named}: {format_metrics(report.result)}")
     if args.class_balanced and "class_balanced" in report.result:
         print(f"class-balanced: {format_metrics(report.result['class_balanced'])}")
+    if entry is not None:
+        print(f"{entry.name} ({entry.average} mean, as reported):\n{format_comparison(rows)}")
     print(f"wrote {out_dir}")
     if args.coco_json:
         write_json(args.coco_json, coco)

@@ -141,9 +141,13 @@ class BASModel(WSOLModel):
 
     def localize(self, images: torch.Tensor, top_k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference only (no erase branch, no foreground-guided scores): logits and the fused map."""
+        logits, maps = self.localize_classes(images)
+        return logits, self.select_maps(maps, logits, None, top_k)
+
+    def localize_classes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the generator's map of every class, (B, K, h, w)."""
         feat = self.mid(images)
-        logits = self.pool(self.head_maps(feat))
-        return logits, self.select_maps(self.generator(feat), logits, None, top_k)
+        return self.pool(self.head_maps(feat)), self.generator(feat)
 
     def background_logits(self, feat: torch.Tensor, fg_map: torch.Tensor) -> torch.Tensor:
         """The Activation Map Constraint's erase branch: ``GAP(classifier'(head'(F.detach() * (1 - M))))``.

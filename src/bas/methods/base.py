@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
@@ -161,6 +162,23 @@ class WSOLModel(nn.Module):
         best classes. The default runs ``forward``; methods with a training branch override it."""
         out = self(images, top_k=top_k)
         return out.logits, out.fg_map
+
+    def localize_classes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference only, traceable: ``(logits (B, K), maps (B, K, h, w))``, the map of class ``c``
+        being the one the model gives with ``c`` as the label and ``top_k=1``. The default runs
+        ``forward`` once per class; methods override it with one pass."""
+        b, k = images.shape[0], self.num_classes
+        maps = []
+        for c in range(k):
+            label = torch.full((b,), c, dtype=torch.long, device=images.device)
+            if self.label_type == "multi_hot":
+                label = F.one_hot(label, k).float()
+            maps.append(self(images, label, top_k=1).fg_map)
+        return self(images).logits, torch.cat(maps, dim=1)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities: softmax over the classes, sigmoid per class for multi-label methods."""
+        return logits.sigmoid() if self.label_type == "multi_hot" else logits.softmax(dim=1)
 
     # ------------------------------------------------------------------------------ validation
 

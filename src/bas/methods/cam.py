@@ -105,6 +105,11 @@ class CAMModel(WSOLModel):
         fg_map = self.select_maps(cams, logits, labels, top_k)
         return BASOutput(logits=logits, fg_logits=logits, fg_map=fg_map, feature_map=cams)
 
+    def localize_classes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the class activation map of every class, (B, K, h, w)."""
+        out = self(images)
+        return out.logits, out.feature_map
+
 
 @register
 class CAM(Method):

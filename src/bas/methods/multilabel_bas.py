@@ -153,9 +153,13 @@ class MultiLabelBASModel(MultiLabelModel):
 
     def localize(self, images: torch.Tensor, top_k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference only: logits and the mean generator map of the ``top_k`` best classes."""
+        logits, maps = self.localize_classes(images)
+        return logits, self.select_maps(maps, logits, None, top_k)
+
+    def localize_classes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the generator's map of every class, (B, K, h, w)."""
         feat = self.mid(images)
-        logits = self.pool(self.head_maps(feat))
-        return logits, self.select_maps(self.generator(feat), logits, None, top_k)
+        return self.pool(self.head_maps(feat)), self.generator(feat)
 
     def class_maps(self, images: torch.Tensor) -> torch.Tensor:
         """The generator's sigmoid maps of every class, (B, K, h, w) at stride 16."""

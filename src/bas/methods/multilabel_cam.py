@@ -88,6 +88,11 @@ class MultiLabelCAMModel(MultiLabelModel):
         out = self(images, top_k=top_k)
         return out.logits, out.fg_map
 
+    def localize_classes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the class activation map of every class (after ReLU), (B, K, h, w)."""
+        out = self(images)
+        return out.logits, out.feature_map
+
     def class_maps(self, images: torch.Tensor) -> torch.Tensor:
         """``relu(classifier(layer4))`` of every class, (B, K, h, w) at stride 16."""
         return F.relu(self.classifier(self.features(images)))
