@@ -14,6 +14,7 @@ from typing import Any
 
 from bas.commands._common import (
     add_checkpoint_arg,
+    add_config_args,
     add_data_root_arg,
     add_dataset_arg,
     add_device_args,
@@ -118,6 +119,33 @@ def add_parser(subparsers: Any) -> None:
         evaluate, help="where evaluation.json and the curve go (default: the split's seeds folder)"
     )
     evaluate.set_defaults(func=run_evaluate)
+
+    demo = sub.add_parser(
+        "demo",
+        help="multi-label BAS against CAM on synthetic data: seeds and their mIoU (CPU, minutes)",
+        description="Generate the synthetic VOC-layout data, train multi-label CAM and BAS under the same "
+        "budget (configs/benchmark/wsss_synthetic.yaml), write the seeds of val and test (BAS, CAM, fused), "
+        "choose the background threshold on val, and report the test mIoU in results.json and seeds.png. "
+        "Finished runs and seeds are reused. --set changes the training config of both methods, or with "
+        "the prefixes synthetic. and seed_maps. the data and the seeds.",
+    )
+    add_output_arg(
+        demo, default="bas_wsss_demo", help="folder of everything written (default: bas_wsss_demo)"
+    )
+    demo.add_argument("--seed", type=int, default=0, help="training seed (the data is fixed; default 0)")
+    demo.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
+    demo.add_argument(
+        "--quick", action="store_true", help="a smoke run of seconds (its numbers mean nothing)"
+    )
+    add_config_args(demo)
+    add_device_args(demo)
+    demo.set_defaults(func=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from bas.wsss.demo import run_demo as demo
+
+    return demo(args)
 
 
 # ----------------------------------------------------------------------------------- data

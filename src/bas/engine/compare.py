@@ -70,6 +70,7 @@ class Benchmark:
     methods: dict[str, dict[str, Any]]
     quick_overrides: list[str] = field(default_factory=list)
     recipe: str | None = None  # training recipe under ``common`` (e.g. ``demo``)
+    extra: dict[str, Any] = field(default_factory=dict)  # a caller's own sections (``extra_keys``)
 
 
 @dataclass
@@ -92,12 +93,18 @@ class RunResult:
 
 
 def load_benchmark(
-    name: str | Path, *, quick: bool = False, methods: list[str] | tuple[str, ...] | None = None
+    name: str | Path,
+    *,
+    quick: bool = False,
+    methods: list[str] | tuple[str, ...] | None = None,
+    extra_keys: tuple[str, ...] = (),
 ) -> Benchmark:
     """Read a benchmark: a YAML file, or the name of a shipped one (``synthetic``).
 
     ``methods`` chooses the methods to train, in that order, by their names in the file (any case:
     ``["cam", "has", "adl", "bas"]``); None: the file's ``default_methods``, else all of them.
+    ``extra_keys``: top-level mappings of the caller's own (``Benchmark.extra``); with ``quick``,
+    the same keys under ``quick`` are merged over them.
     """
     import yaml
 
@@ -106,7 +113,7 @@ def load_benchmark(
         path = resolve_recipe(f"benchmark/{name}")
     with open(path, encoding="utf-8") as fh:
         data = yaml.safe_load(fh) or {}
-    unknown = sorted(set(data) - _BENCHMARK_KEYS)
+    unknown = sorted(set(data) - _BENCHMARK_KEYS - set(extra_keys))
     if unknown:
         raise ConfigError(f"{path}: unknown benchmark keys {unknown}; expected {sorted(_BENCHMARK_KEYS)}")
     if not isinstance(data.get("methods"), dict) or not data["methods"]:
@@ -124,6 +131,7 @@ def load_benchmark(
         common=data.get("common") or {},
         methods=data["methods"],
         recipe=data.get("recipe"),
+        extra={key: data.get(key) or {} for key in extra_keys},
     )
     chosen = data.get("default_methods") if methods is None else methods
     if chosen is not None:
@@ -134,6 +142,7 @@ def load_benchmark(
         bench.seeds = int(quick_cfg.get("seeds", 1))
         bench.figure_images = int(quick_cfg.get("figure_images", bench.figure_images))
         bench.quick_overrides = list(quick_cfg.get("overrides") or [])
+        bench.extra = {key: merge(value, quick_cfg.get(key) or {}) for key, value in bench.extra.items()}
     return bench
 
 
@@ -210,18 +219,13 @@ def train_and_evaluate(
     """
     from bas.checkpoints import load_checkpoint
     from bas.engine.evaluate import evaluate_split
-    from bas.engine.train import BEST, FINAL, train
+    from bas.engine.train import BEST, FINAL
     from bas.io import write_json
 
     run_dir = Path(cfg["train"]["output_dir"])
-    reused = reuse and run_is_finished(cfg)
-    train_seconds = train_cpu_seconds = 0.0
-    if not reused:
-        for name in _RUN_FILES:  # leftovers of an older or interrupted run must not be mistaken for this one
-            (run_dir / name).unlink(missing_ok=True)
-        start, cpu_start = time.perf_counter(), time.process_time()
-        train(cfg, progress=progress, device=device)
-        train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    reused, train_seconds, train_cpu_seconds = train_or_reuse(
+        cfg, device=device, progress=progress, reuse=reuse
+    )
     path = run_dir / BEST if checkpoint == "best" and (run_dir / BEST).is_file() else run_dir / FINAL
     start = time.perf_counter()
     model = load_checkpoint(path, map_location=device)
@@ -247,6 +251,25 @@ def train_and_evaluate(
         reused,
         report,
     )
+
+
+def train_or_reuse(
+    cfg: dict[str, Any], *, device: str = "cpu", progress: bool = False, reuse: bool = True
+) -> tuple[bool, float, float]:
+    """Train one config unless its folder holds a finished run of it (:func:`run_is_finished`).
+
+    Returns ``(reused, wall seconds, CPU seconds of this process)`` of the training (0 when reused).
+    """
+    from bas.engine.train import train
+
+    if reuse and run_is_finished(cfg):
+        return True, 0.0, 0.0
+    run_dir = Path(cfg["train"]["output_dir"])
+    for name in _RUN_FILES:  # leftovers of an older or interrupted run must not be mistaken for this one
+        (run_dir / name).unlink(missing_ok=True)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    train(cfg, progress=progress, device=device)
+    return False, time.perf_counter() - start, time.process_time() - cpu_start
 
 
 # ------------------------------------------------------------------------------------- summaries

@@ -27,6 +27,7 @@ from bas.methods.base import BASOutput
 from bas.methods.multilabel_bas import RELEASED_ARCH, MultiLabelMethod, MultiLabelModel, MultiLabelOutput
 from bas.models.backbones import Backbone
 from bas.models.meta import ModelMeta
+from bas.schema import Key
 
 FROZEN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2")  # children of mid that never train
 IRN_PREFIXES = ("resnet50.",)  # the released file's backbone entries (its stage*/backbone.* duplicate them)
@@ -44,21 +45,29 @@ class MultiLabelCAMModel(MultiLabelModel):
         super().__init__(backbone, meta.replace(hidden=0), min_input_size=min_input_size)
         self.classifier = nn.Conv2d(backbone.out_channels, meta.num_classes, 1, bias=False)
         self.init_new_layers(init)
+        self.set_frozen(True)
+
+    def set_frozen(self, frozen: bool) -> None:
+        """IRN's freezing (the default): the stem and the first two stages never train and every
+        BatchNorm keeps its running statistics. ``False`` (a backbone trained from scratch, key
+        ``cam.frozen``) trains every layer with batch statistics, as the BAS model does."""
+        self.frozen = bool(frozen)
         for name in FROZEN:
-            getattr(self.mid, name).requires_grad_(False)
+            getattr(self.mid, name).requires_grad_(not self.frozen)
+        self.train(self.training)
 
     def train(self, mode: bool = True) -> MultiLabelCAMModel:
-        """Train mode everywhere but in the BatchNorm layers, which keep their running statistics."""
+        """Train mode everywhere but, when frozen, in the BatchNorm layers (running statistics)."""
         super().train(mode)
         for module in self.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if getattr(self, "frozen", True) and isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
         return self
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """layer4's output, (B, 2048, h, w); no gradient reaches the frozen stages."""
+        """layer4's output, (B, 2048, h, w); when frozen, no gradient reaches the frozen stages."""
         x = images
-        with torch.no_grad():
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             for name in FROZEN:
                 x = getattr(self.mid, name)(x)
         return self.head(self.mid.layer3(x))
@@ -97,6 +106,15 @@ class MultiLabelCAM(MultiLabelMethod):
     model_class = MultiLabelCAMModel
     loss_terms = ("cls",)
     localization_map = "fg_map"
+    config_defaults = {
+        **MultiLabelMethod.config_defaults,
+        "cam.frozen": Key(
+            "bool", True, help="IRN's frozen stem and BatchNorm statistics (false: from scratch)"
+        ),
+    }
+
+    def configure(self, model: MultiLabelCAMModel, cfg: dict[str, Any]) -> None:
+        model.set_frozen(cfg["cam"]["frozen"])
 
     def loss(
         self, output: BASOutput, labels: torch.Tensor, cfg: dict[str, Any]

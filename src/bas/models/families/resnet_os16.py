@@ -12,6 +12,8 @@ and the authors' segmentation files load by name.
 
 from __future__ import annotations
 
+from functools import partial
+
 from torchvision import models as tvm
 
 from bas.models.backbones import Backbone, NamedSequence
@@ -22,13 +24,19 @@ MID = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")
 FAMILY = Family("resnet_os16", input_size=448, resize_size=512)
 
 
-def resnet50_os16_split() -> Backbone:
-    """ResNet50 with strides (2, 2, 2, 1): mid through layer3 (stride 16), head = layer4 at stride 1."""
-    net = tvm.resnet50(weights=None)
+def resnet_os16_split(name: str = "resnet50") -> Backbone:
+    """A torchvision ResNet with strides (2, 2, 2, 1): mid through layer3 (stride 16), head = layer4
+    at stride 1."""
+    net = getattr(tvm, name)(weights=None)
     _unstride(net.layer4)
     mid = NamedSequence({name: getattr(net, name) for name in MID})
     head = NamedSequence({"layer4": net.layer4})
     return Backbone(mid, head, net.layer4[0].conv1.in_channels, net.fc.in_features)
+
+
+def resnet50_os16_split() -> Backbone:
+    """The released segmentation network's split (ResNet50)."""
+    return resnet_os16_split("resnet50")
 
 
 register(
@@ -39,5 +47,15 @@ register(
         FAMILY,
         torchvision_name="resnet50",
         description="ResNet50 at output stride 16 (WSSS): mid = through layer3, head = layer4 stride 1",
+    )
+)
+register(  # small enough to train from scratch on a CPU (`bas wsss demo`)
+    ModelSpec(
+        "resnet18_os16",
+        partial(resnet_os16_split, "resnet18"),
+        False,
+        FAMILY,
+        torchvision_name="resnet18",
+        description="ResNet18 at output stride 16: mid = through layer3 (256 ch), head = layer4 stride 1",
     )
 )
