@@ -501,3 +501,94 @@ def test_a_wsol_file_is_not_taken_for_a_wsss_one(tmp_path):
     torch.save(state, tmp_path / "wsol.pth")
     loaded = load_checkpoint(tmp_path / "wsol.pth")
     assert (loaded.meta.method, loaded.arch, loaded.meta.source) == ("bas", "resnet50", "cvpr2022")
+
+
+# ------------------------------------------------------------------------ bas evaluate of a run
+
+
+def tiny_run_args(voc: Path, output: Path, *settings: str) -> list[str]:
+    """``bas train --config voc/resnet50`` on the tiny VOC layout: ResNet18, 64 px, 1 epoch, no CAM."""
+    args = ["train", "--config", "voc/resnet50", "--data-root", str(voc), "--output", str(output)]
+    for setting in (
+        "model.pretrained=false",
+        "model.arch=resnet18",
+        "model.num_classes=4",
+        "data.train_split=train",
+        "data.input_size=64",
+        "data.resize_size=72",
+        "data.batch_size=4",
+        "data.eval_batch_size=4",
+        "data.workers=0",
+        "optim.epochs=1",
+        "train.sync_bn=false",
+        "seeds.fuse_cam=null",
+        *settings,
+    ):
+        args += ["--set", setting]
+    return args + ["--no-progress", "--device", "cpu"]
+
+
+@pytest.mark.slow
+def test_bas_evaluate_of_a_segmentation_run_reports_the_wsss_numbers(tiny_voc, tmp_path, capsys):
+    from bas.cli import main
+
+    assert main(tiny_run_args(tiny_voc, tmp_path / "run")) == 0
+    ckpt = str(tmp_path / "run" / FINAL)
+    common = ["--data-root", str(tiny_voc), "--scales", "1", "0.5", "--workers", "0", "--no-progress"]
+    for split in ("test", "val"):
+        seeds = ["wsss", "seeds", "--checkpoint", ckpt, "--split", split, "--output", str(tmp_path / "s")]
+        assert main([*seeds, *common]) == 0
+    capsys.readouterr()
+    wsss = ["wsss", "evaluate", "--seeds", str(tmp_path / "s"), "--split", "test", "--select-on", "val"]
+    assert main([*wsss, "--output", str(tmp_path / "by_wsss")]) == 0
+    printed = capsys.readouterr().out
+    expected = json.loads((tmp_path / "by_wsss" / "evaluation.json").read_text())
+
+    evaluate = ["evaluate", "--checkpoint", ckpt, "--split", "test", *common]
+    assert main([*evaluate, "--select-on", "val", "--output", str(tmp_path / "by_evaluate")]) == 0
+    out = capsys.readouterr().out
+    assert json.loads((tmp_path / "by_evaluate" / "evaluation.json").read_text()) == expected
+    assert printed in out and "scales 1, 0.5, flip, no CAM fusion" in out and "chosen on val" in out
+    assert (tmp_path / "by_evaluate" / "miou_vs_threshold.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "by_evaluate" / "seeds").iterdir()) == ["test", "val"]
+
+    # without --output: the seeds in a temporary folder, the evaluation next to the checkpoint
+    assert main([*evaluate, "--protocol", "ijcv2023-code"]) == 0
+    written = Path(f"{Path(ckpt).with_suffix('')}_eval") / "test"
+    assert json.loads((written / "evaluation-reference.json").read_text())["protocol"] == "reference"
+    assert not (written / "seeds").exists()
+    assert (
+        main(
+            [
+                "wsss",
+                "evaluate",
+                "--seeds",
+                str(tmp_path / "s"),
+                "--split",
+                "test",
+                "--protocol",
+                "reference",
+                "--output",
+                str(tmp_path / "ref"),
+            ]
+        )
+        == 0
+    )
+    reference = json.loads((tmp_path / "ref" / "evaluation-reference.json").read_text())
+    assert json.loads((written / "evaluation-reference.json").read_text())["miou"] == reference["miou"]
+
+    capsys.readouterr()
+    assert main([*evaluate, "--ten-crop"]) == 2
+    assert "--ten-crop" in capsys.readouterr().err
+    assert main([*evaluate, "--protocol", "cvpr2022-code"]) == 2
+    assert "ijcv2023-code" in capsys.readouterr().err
+
+
+def test_seed_options_are_refused_for_a_wsol_model(tmp_path, capsys):
+    from bas.cli import main
+
+    save_model(tmp_path / "wsol.safetensors", bas.build_model("resnet18", 3))
+    args = ["evaluate", "--checkpoint", str(tmp_path / "wsol.safetensors"), "--data-root", str(tmp_path)]
+    assert main([*args, "--scales", "1", "--no-flip"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--scales, --no-flip" in err and "segmentation run only" in err

@@ -25,6 +25,30 @@ from bas.commands._common import (
     resolve_device,
     step_fraction,
 )
+from bas.commands.wsss import add_seed_options
+
+# options of box localisation only, and of segmentation seeds only (dest: flag)
+LOCALIZATION_ONLY = {
+    "zoo": "--zoo",
+    "ten_crop": "--ten-crop",
+    "save_maps": "--save-maps",
+    "coco_json": "--coco-json",
+    "diff_csv": "--diff-csv",
+    "save_vis": "--save-vis",
+    "class_balanced": "--class-balanced",
+    "interval": "--interval",
+    "top_k": "--top-k",
+    "test_mode": "--test-mode",
+    "overrides": "--set",
+}
+SEGMENTATION_ONLY = {
+    "scales": "--scales",
+    "no_flip": "--no-flip",
+    "fuse_cam": "--fuse-cam",
+    "no_fuse_cam": "--no-fuse-cam",
+}
+# --protocol of a segmentation run -> bas wsss evaluate's
+SEGMENTATION_PROTOCOLS = {"standard": "standard", "ijcv2023-code": "reference"}
 
 
 def add_parser(sub) -> None:
@@ -33,7 +57,9 @@ def add_parser(sub) -> None:
         help="evaluate a checkpoint on a dataset split",
         description="Top-1/Top-5 classification, GT-known/Top-1/Top-5 Loc at a threshold, "
         "MaxBoxAcc and MaxBoxAccV2, PxAP/PIoU where masks exist; CorLoc on a multi-object "
-        "dataset (voc07).",
+        "dataset (voc07). A segmentation run (multilabel_bas, multilabel_cam) reports what bas wsss "
+        "seeds + bas wsss evaluate report: the seed mIoU, per-class IoU and foreground precision / "
+        "recall, at the background threshold --threshold or chosen on --select-on.",
     )
     add_checkpoint_arg(p)
     p.add_argument(
@@ -45,7 +71,10 @@ def add_parser(sub) -> None:
     )
     add_data_root_arg(p, dest="data", required=True)
     add_dataset_arg(p, help=f"{DATASET_KINDS_HELP} (default: the checkpoint's training dataset, else cub)")
-    p.add_argument("--split", default="test", help="split to report (default: test)")
+    p.add_argument(
+        "--split",
+        help="split to report (default: test; a segmentation run: its recipe's data.test_split)",
+    )
     p.add_argument(
         "--select-on",
         metavar="SPLIT",
@@ -106,6 +135,7 @@ def add_parser(sub) -> None:
         default=0.5,
         help="CorLoc and --coco-json: NMS IoU threshold (default: 0.5)",
     )
+    add_seed_options(p)
     p.add_argument("--batch-size", type=positive_int, help="evaluation batch size")
     p.add_argument("--workers", type=count, help="data loader workers")
     add_config_args(p)
@@ -181,6 +211,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--diff-csv compares protocols: use it with --protocol all")
     device = resolve_device(args.device)
     model = load_checkpoint(args.checkpoint, map_location=device)
+    if hasattr(model, "class_maps"):  # a multi-label (segmentation) model: its seeds
+        return evaluate_segmentation(args, model.meta)
+    given = [flag for dest, flag in SEGMENTATION_ONLY.items() if getattr(args, dest)]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: seed options, for a segmentation run only")
+    args.split = args.split or "test"
     cfg = evaluation_config(model.bas_meta, args, recipe=recipe)
     out_dir = (
         Path(args.output)
@@ -231,4 +267,73 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(coco['annotations'])} pseudo-boxes (COCO format) to {args.coco_json}")
     if args.save_maps:
         print(f"wrote maps and metadata to {args.save_maps} (bas evaluate-maps --maps {args.save_maps})")
+    return 0
+
+
+def evaluate_segmentation(args: argparse.Namespace, meta: Any) -> int:
+    """A segmentation run: ``bas wsss seeds`` of ``--split`` (and ``--select-on``), then ``bas wsss
+    evaluate`` of them. The seeds go to ``OUTPUT/seeds`` (a temporary folder without ``--output``),
+    ``evaluation.json`` and the mIoU curve to the output folder."""
+    import tempfile
+    from contextlib import nullcontext
+
+    from bas.commands import wsss
+    from bas.errors import ConfigError
+
+    given = [flag for dest, flag in LOCALIZATION_ONLY.items() if getattr(args, dest)]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)}: box localisation options; a {meta.method} run is evaluated by its seeds' mIoU"
+        )
+    protocol = SEGMENTATION_PROTOCOLS.get(args.protocol or "standard")
+    if protocol is None:
+        raise ConfigError(
+            f"--protocol {args.protocol}: a {meta.method} run has the standard protocol and ijcv2023-code "
+            "(the released code's: the best background threshold on the evaluated split itself)"
+        )
+    if protocol == "reference" and args.select_on:
+        raise ConfigError(
+            "--protocol ijcv2023-code chooses the threshold on the evaluated split: drop --select-on"
+        )
+    if args.dataset and args.dataset not in wsss.DATASETS:
+        raise ConfigError(
+            f"--dataset {args.dataset}: a {meta.method} run needs a multi-label dataset ({wsss.METAVAR})"
+        )
+    split = args.split or ((meta.config or {}).get("data") or {}).get("test_split") or "test"
+    out_dir = (
+        Path(args.output) if args.output else Path(f"{Path(args.checkpoint).with_suffix('')}_eval") / split
+    )
+    folder = nullcontext(str(out_dir / "seeds")) if args.output else tempfile.TemporaryDirectory()
+    with folder as seeds:
+        for name in [split] + [args.select_on] * bool(args.select_on):
+            seeds_args = argparse.Namespace(
+                checkpoint=args.checkpoint,
+                data_root=args.data,
+                dataset=args.dataset,
+                split=name,
+                output=seeds,
+                scales=args.scales,
+                no_flip=args.no_flip,
+                fuse_cam=args.fuse_cam,
+                no_fuse_cam=args.no_fuse_cam,
+                bg_threshold=args.threshold,
+                batch_size=args.batch_size or 8,
+                workers=2 if args.workers is None else args.workers,
+                device=args.device,
+                no_progress=args.no_progress,
+            )
+            wsss.run_seeds(seeds_args)
+        evaluate_args = argparse.Namespace(
+            seeds=seeds,
+            split=split,
+            select_on=args.select_on,
+            select_seeds=None,
+            data_root=None,  # those the seeds were made from
+            dataset=None,
+            protocol=protocol,
+            output=str(out_dir),
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        wsss.run_evaluate(evaluate_args)
+    print(f"wrote {out_dir}" + (f" (seeds in {out_dir / 'seeds'})" if args.output else ""))
     return 0

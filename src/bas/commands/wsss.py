@@ -46,6 +46,29 @@ def positive_number(text: str) -> float:
     return value
 
 
+def add_seed_options(parser: argparse.ArgumentParser) -> None:
+    """``--scales``, ``--no-flip``, ``--fuse-cam FILE`` / ``--no-fuse-cam``: how seeds are computed
+    (``bas wsss seeds``, and ``bas evaluate`` of a segmentation run)."""
+    parser.add_argument(
+        "--scales",
+        type=positive_number,
+        nargs="+",
+        metavar="S",
+        help="seeds: image scales (default: 1.0 0.5 1.5 2.0)",
+    )
+    parser.add_argument("--no-flip", action="store_true", help="seeds: no horizontal-flip pass")
+    fuse = parser.add_mutually_exclusive_group()
+    fuse.add_argument(
+        "--fuse-cam",
+        type=existing_file,
+        metavar="FILE",
+        help="seeds: add a CAM model's maps (default: the checkpoint's seeds.fuse_cam, set by voc/resnet50)",
+    )
+    fuse.add_argument(
+        "--no-fuse-cam", action="store_true", help="seeds: BAS maps only, whatever the recipe says"
+    )
+
+
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("wsss", help="segmentation seeds from a multi-label model, and their mIoU")
     sub = parser.add_subparsers(dest="wsss_command", metavar="ACTION")
@@ -65,22 +88,7 @@ def add_parser(subparsers: Any) -> None:
     )
     seeds.add_argument("--split", default="train", help="split to seed (default: train)")
     add_output_arg(seeds, required=True, help="seeds folder; the split's seeds go to DIR/<split>/")
-    seeds.add_argument(
-        "--scales",
-        type=positive_number,
-        nargs="+",
-        metavar="S",
-        help="image scales (default: 1.0 0.5 1.5 2.0)",
-    )
-    seeds.add_argument("--no-flip", action="store_true", help="no horizontal-flip pass")
-    fuse = seeds.add_mutually_exclusive_group()
-    fuse.add_argument(
-        "--fuse-cam",
-        type=existing_file,
-        metavar="FILE",
-        help="add a CAM model's maps (default: the checkpoint's seeds.fuse_cam, set by voc/resnet50)",
-    )
-    fuse.add_argument("--no-fuse-cam", action="store_true", help="BAS maps only, whatever the recipe says")
+    add_seed_options(seeds)
     seeds.add_argument(
         "--bg-threshold",
         type=fraction,

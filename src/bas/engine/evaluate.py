@@ -537,8 +537,9 @@ def evaluate_split(
     reported = make_dataset_split(cfg, split, train=False)
     if getattr(reported, "multi_label", False):  # segmentation data: no boxes, tags for a multi-label model
         raise ConfigError(
-            f"the '{cfg['data']['dataset']}' dataset is segmentation data (tags and label masks): bas evaluate "
-            "measures localisation on box datasets; a multi-label run reports its val mAP while training"
+            f"the '{cfg['data']['dataset']}' dataset is segmentation data (tags and label masks): a "
+            f"{model.meta.method} model is evaluated on box datasets; bas evaluate scores the seeds of a "
+            "multi-label run (multilabel_bas, multilabel_cam)"
         )
     if is_multi_object(reported):
         unsupported = [
