@@ -15,9 +15,11 @@ import pytest
 import safetensors.torch
 import torch
 from test_train import STEPS_PER_EPOCH, read_log, tiny_config
+from test_wsss_method import TINY_RUN
 
 from bas.cli import main
 from bas.config import dump_config, load_config
+from bas.data.synthetic_multi import VOC_SUBDIR, make_multilabel_dataset
 from bas.engine.optim import build_optimizer, build_scheduler, rebuild_schedule
 from bas.engine.train import BEST, FINAL, LAST, Trainer, train
 from bas.methods import get_method
@@ -220,3 +222,37 @@ def test_resume_of_a_missing_checkpoint_names_it(tmp_path, capsys):
     assert main(["train", "--resume", "--output", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.strip() == f"error: cannot resume: no checkpoint at {missing}"
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------ a model's own generator on resume
+
+
+def test_resumed_multilabel_bas_draws_the_positives_of_an_uninterrupted_run(tmp_path):
+    splits = {"train": 16, "val": 2, "test": 2}
+    voc = make_multilabel_dataset(tmp_path / "d", num_classes=4, images_per_split=splits, image_size=64)
+    voc = voc / VOC_SUBDIR
+    # 4 steps of 4 images (several tags each); the interrupted run stops after step 1, mid-epoch
+    settings = [*TINY_RUN, f"data.root={voc}", "data.batch_size=4", "eval.every=0"]
+
+    def trainer(run: str, *more: str, resume: bool = False) -> Trainer:
+        cfg = load_config("voc/resnet50", [*settings, f"train.output_dir={tmp_path / run}", *more])
+        return Trainer(cfg, resume=resume, progress=False, device="cpu")
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer("killed", "train.max_steps=1").fit()
+        resumed = trainer("killed", resume=True)
+        assert resumed.step == 1
+        state = torch.load(tmp_path / "killed" / LAST, weights_only=True)
+        assert torch.equal(resumed.model.draws.get_state(), state["generators"]["draws"])
+        resumed.fit()
+        trainer("reference").fit()
+    finally:
+        torch.set_num_threads(threads)
+    resumed, uninterrupted = (
+        safetensors.torch.load_file(str(tmp_path / run / FINAL)) for run in ("killed", "reference")
+    )
+    assert resumed.keys() == uninterrupted.keys()
+    for key, value in uninterrupted.items():
+        assert torch.equal(resumed[key], value), key

@@ -506,24 +506,27 @@ def test_a_wsol_file_is_not_taken_for_a_wsss_one(tmp_path):
 # ------------------------------------------------------------------------ bas evaluate of a run
 
 
+# ``bas train --config voc/resnet50`` on the tiny VOC layout: ResNet18, 64 px, 1 epoch, no CAM fusion
+TINY_RUN = [
+    "model.pretrained=false",
+    "model.arch=resnet18",
+    "model.num_classes=4",
+    "data.train_split=train",
+    "data.input_size=64",
+    "data.resize_size=72",
+    "data.batch_size=4",
+    "data.eval_batch_size=4",
+    "data.workers=0",
+    "optim.epochs=1",
+    "train.sync_bn=false",
+    "seeds.fuse_cam=null",
+]
+
+
 def tiny_run_args(voc: Path, output: Path, *settings: str) -> list[str]:
-    """``bas train --config voc/resnet50`` on the tiny VOC layout: ResNet18, 64 px, 1 epoch, no CAM."""
+    """The command line of a :data:`TINY_RUN` training with ``settings`` on top."""
     args = ["train", "--config", "voc/resnet50", "--data-root", str(voc), "--output", str(output)]
-    for setting in (
-        "model.pretrained=false",
-        "model.arch=resnet18",
-        "model.num_classes=4",
-        "data.train_split=train",
-        "data.input_size=64",
-        "data.resize_size=72",
-        "data.batch_size=4",
-        "data.eval_batch_size=4",
-        "data.workers=0",
-        "optim.epochs=1",
-        "train.sync_bn=false",
-        "seeds.fuse_cam=null",
-        *settings,
-    ):
+    for setting in (*TINY_RUN, *settings):
         args += ["--set", setting]
     return args + ["--no-progress", "--device", "cpu"]
 

@@ -31,14 +31,16 @@ def save_training_state(
     config: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    generators: Mapping[str, torch.Generator] | None = None,
 ) -> None:
     """Write everything an exact resume needs, atomically, readable with ``weights_only=True``.
 
     Stores the (unwrapped) model weights and metadata (the document a model file carries, so that
     :func:`~bas.checkpoints.load_checkpoint` reads this file with the same preprocessing, classes
     and threshold), the optimizer, scheduler and grad-scaler state dicts,
-    ``epoch`` and ``step``, the RNG states (Python, NumPy, torch CPU and every CUDA device), and
-    ``config`` / ``metrics`` / ``extra`` as plain JSON values.
+    ``epoch`` and ``step``, the RNG states (Python, NumPy, torch CPU and every CUDA device) and
+    those of ``generators`` (a model's own, by name), and ``config`` / ``metrics`` / ``extra`` as
+    plain JSON values.
     """
     net = unwrap_model(model)
     meta = getattr(net, "meta", None)
@@ -62,6 +64,7 @@ def save_training_state(
         "metrics": json_plain(metrics or {}),
         "extra": json_plain(extra or {}),
         "rng": _rng_state(),
+        "generators": {name: g.get_state() for name, g in (generators or {}).items()},
     }
     with atomic_open(path, "wb") as fh:
         torch.save(state, fh)
@@ -74,8 +77,11 @@ def load_training_state(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
     scaler: Any | None = None,
+    generators: Mapping[str, torch.Generator] | None = None,
 ) -> dict[str, Any]:
-    """Restore a :func:`save_training_state` file into the given objects and the RNGs.
+    """Restore a :func:`save_training_state` file into the given objects and the RNGs; each of
+    ``generators`` gets the state saved under its name (a file written before the generator
+    existed leaves it as it is).
 
     Returns:
         ``{"epoch", "step", "config", "metrics", "extra"}`` as saved.
@@ -96,6 +102,10 @@ def load_training_state(
                 raise CheckpointError(f"{path} holds no {name} state")
             target.load_state_dict(state[name])
     _set_rng_state(state["rng"])
+    saved = state.get("generators") or {}
+    for name, generator in (generators or {}).items():
+        if name in saved:
+            generator.set_state(saved[name])
     return {key: state[key] for key in ("epoch", "step", "config", "metrics", "extra")}
 
 

@@ -215,7 +215,12 @@ class Trainer:
         if not path.is_file():
             raise TrainingError(f"cannot resume: no checkpoint at {path}")
         state = checkpoints.load_training_state(
-            path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler
+            path,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            generators=self._generators(),
         )
         extra = state.get("extra") or {}
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
@@ -281,7 +286,14 @@ class Trainer:
             config=self.cfg,
             metrics=self.last_metrics,
             extra={"batch_in_epoch": self.batch_in_epoch, "best": self.best},
+            generators=self._generators(),
         )
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        """The model's own random generators (``training_generators()``, e.g. the positive-class
+        draws of multi-label BAS), saved and restored with the training state."""
+        own = getattr(self.model, "training_generators", None)
+        return own() if own is not None else {}
 
     def save_model(
         self, path: Path, metrics: dict[str, Any] | None = None, threshold: float | None = None

@@ -6,7 +6,8 @@ output-stride-16 ResNet50 split (``resnet50_os16``): ``mid`` through layer3 feed
 conv1x1, whose map ``A`` pools into the logits ``s``.
 
 Training, batched over the images: each image draws ONE of its tagged classes ``p`` uniformly at
-random (from the model's own seeded :class:`torch.Generator`); ``M`` is the generator's map of
+random (from the model's own seeded :class:`torch.Generator`, saved in the training state so a
+resumed run draws what an uninterrupted one does); ``M`` is the generator's map of
 ``p``. The erase branch is the WSOL model's (:meth:`WSOLModel.head_maps` with detached parameters,
 no module copy), so its gradient reaches ``M`` only. The terms, batch means:
 
@@ -117,6 +118,10 @@ class MultiLabelBASModel(MultiLabelModel):
     def seed_draws(self, seed: int) -> None:
         """Reseed the generator of the positive-class draws."""
         self.draws.manual_seed(seed)
+
+    def training_generators(self) -> dict[str, torch.Generator]:
+        """The generators a training state saves and a resume restores: the positive-class draws."""
+        return {"draws": self.draws}
 
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor | None = None, top_k: int = 1
