@@ -219,6 +219,47 @@ def test_voc_check_reports_missing_images_bad_masks_and_empty_tags(voc, capsys):
         build_dataset("voc", voc, "val")[0]
 
 
+def test_training_on_an_image_without_tags_is_a_one_line_error(voc, capsys):
+    train = ["train", "--config", "voc/resnet50", "--data-root", str(voc), "--device", "cpu", "--no-progress"]
+    for setting in (
+        "model.pretrained=false",
+        "model.arch=resnet18",
+        "data.train_split=train",
+        "data.input_size=32",
+        "data.resize_size=36",
+        "data.batch_size=3",
+        "data.workers=0",
+        "eval.every=0",
+        "train.sync_bn=false",
+        f"train.output_dir={voc.parent / 'run'}",
+    ):
+        train += ["--set", setting]
+    lists = voc / "ImageSets" / "Segmentation"
+    # tags from the masks: found when the sample is read, named at its list line and mask
+    _mask(voc / "SegmentationClass" / "2007_000002.png", np.zeros((30, 40), np.uint8))
+    assert main(train) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    mask = voc / "SegmentationClass" / "2007_000002.png"
+    assert err == [
+        f"error: {lists / 'train.txt'}:2: 2007_000002: no tags (no class in its mask {mask}); a training "
+        "image needs at least one (bas data check lists every such image)"
+    ]
+    assert not (voc.parent / "run" / "model.safetensors").exists()
+    # bas data check reports it too
+    assert main(["data", "check", "voc", str(voc), "--split", "train"]) == 1
+    assert "2007_000002: no tags" in capsys.readouterr().out
+    # tags from the XML: refused when the dataset is built, before any step
+    for image_id, names in (("2007_000001", ["person"]), ("2007_000002", []), ("2007_000003", ["sofa"])):
+        _xml(voc / "Annotations" / f"{image_id}.xml", names)
+    assert main([*train, "--set", "data.options.tags=xml"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {lists / 'train.txt'}:2: 2007_000002: no tags")
+    assert "no class in the image's annotation" in err[0]
+    # other splits may hold background-only images (they are scored, not trained on)
+    (lists / "val.txt").write_text("2007_000002\n")
+    assert build_dataset("voc", voc, "val")[0]["label"].sum() == 0
+
+
 # ----------------------------------------------------------------------------- transforms, collate
 
 

@@ -82,6 +82,7 @@ class MultiLabelDataset(RecordDataset):
     """
 
     multi_label = True
+    tags_required = False  # set by require_tags(): training needs a tag per image
 
     @property
     def has_boxes(self) -> bool:
@@ -130,6 +131,18 @@ class MultiLabelDataset(RecordDataset):
             raise DataError(f"{record.image_id}: no tags and no mask", *(record.where or (record.path, None)))
         return tags_of_mask(mask, self.num_classes)
 
+    def require_tags(self) -> None:
+        """Refuse images without any tag (a training image needs one to draw from): at once for the
+        records whose tags are known, when the sample is read for those whose tags come from its mask.
+
+        Raises:
+            DataError: naming the first known-tagless image and its annotation (file and line).
+        """
+        self.tags_required = True
+        for record in self.records:
+            if record.tags == ():
+                raise no_tags_error(record, TRAINING_NEEDS_TAGS)
+
     def load(self, index: int) -> tuple[Image.Image, tuple[int, ...], np.ndarray | None]:
         """The original RGB image, its tags and its uint8 label mask (or None)."""
         image = open_rgb(self.records[index].path)
@@ -141,6 +154,8 @@ class MultiLabelDataset(RecordDataset):
 
         self._check_index(index)
         image, tags, mask = self.load(index)
+        if self.tags_required and not tags:
+            raise no_tags_error(self.records[index], TRAINING_NEEDS_TAGS)
         out = self.transform(make_tv_sample(image, mask=mask))
         mask_t = out["mask"]
         return {
@@ -152,6 +167,16 @@ class MultiLabelDataset(RecordDataset):
             "image_id": self.records[index].image_id,
             "orig_size": (int(image.size[0]), int(image.size[1])),
         }
+
+
+TRAINING_NEEDS_TAGS = "; a training image needs at least one (bas data check lists every such image)"
+
+
+def no_tags_error(record: TagRecord, why: str = "") -> DataError:
+    """The error of an image without tags, at its annotation (the list line, else its mask or file)."""
+    source = "the image's annotation" if record.tags is not None else f"its mask {record.mask}"
+    where = record.where or (record.mask or record.path, None)
+    return DataError(f"{record.image_id}: no tags (no class in {source}){why}", *where)
 
 
 def check_multilabel(
@@ -177,10 +202,7 @@ def check_multilabel(
             tags = dataset.tags(k, dataset.label_mask(k, size))
         except DataError as exc:
             return [exc]
-        if not tags:
-            where = r.where or (r.mask or r.path, None)
-            return [DataError(f"{r.image_id}: no tags (no class in the image's annotation)", *where)]
-        return []
+        return [no_tags_error(r)] if not tags else []
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         for found in pool.map(one, range(len(dataset.records))):

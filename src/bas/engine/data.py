@@ -177,7 +177,10 @@ def make_dataset_split(
         transform = test_transform(
             data["input_size"], data["resize_size"], mode=test_mode or data["test_mode"]
         )
-    return build_dataset(kind, root, split, transform, **(data.get("options") or {}))
+    dataset = build_dataset(kind, root, split, transform, **(data.get("options") or {}))
+    if train and hasattr(dataset, "require_tags"):  # multi-label data: every image needs a tag
+        dataset.require_tags()
+    return dataset
 
 
 def per_rank_batch_size(cfg: dict[str, Any], world_size: int) -> int:
