@@ -22,7 +22,7 @@ from bas.data.formats.voc import VOC_CLASSES
 from bas.data.multilabel import check_multilabel, tags_of_mask
 from bas.data.synthetic_multi import VOC_SUBDIR, make_multilabel_dataset
 from bas.data.transforms import scale_crop_transform, train_transform
-from bas.errors import DataError
+from bas.errors import ConfigError, DataError
 from bas.wsss.masks import encode_label_png
 
 # ------------------------------------------------------------------------------------ fixtures
@@ -318,6 +318,55 @@ def test_scale_crop_transform_pads_the_mask_with_255_and_keeps_it_aligned():
         sides.add(rows)
         _aligned(image, got)
     assert len(sides) > 1  # the scale is random
+
+
+def test_cam_recipes_train_on_irns_scale_crop_and_the_mask_follows_the_image(voc):
+    from torchvision.transforms import v2
+
+    from bas.config import load_config
+    from bas.data.transforms import RandomLongSide, denormalize
+    from bas.engine.data import make_dataset_split
+
+    # each image's red channel is its mask value x 10 (ignore: 0); PNG content, so no JPEG noise
+    for image_id in ("2007_000001", "2007_000002", "2007_000003"):
+        mask = np.array(Image.open(voc / "SegmentationClass" / f"{image_id}.png"))
+        red = np.where(mask == 255, 0, mask.astype(np.int32) * 10).astype(np.uint8)
+        pixels = np.stack([red, np.full_like(red, 60), np.full_like(red, 200)], axis=-1)
+        Image.fromarray(pixels).save(voc / "JPEGImages" / f"{image_id}.jpg", format="PNG")
+    settings = [f"data.root={voc}", "data.train_split=train", "model.pretrained=false"]
+    for recipe in ("voc/cam_resnet50", "coco/cam_resnet50"):
+        cfg = load_config(recipe, settings)
+        assert cfg["data"]["train_transform"] == "scale_crop" and cfg["data"]["long_side"] == [320, 640]
+    for recipe in ("voc/resnet50", "coco/resnet50"):  # the paper's: Resize 512x512, RandomCrop 448
+        assert load_config(recipe, settings)["data"]["train_transform"] == "resize_crop"
+    steps = make_dataset_split(
+        load_config("voc/resnet50", settings), "train", train=True
+    ).transform.transforms
+    assert steps[0].size == [512, 512] and steps[1].size == (448, 448)
+
+    cfg = load_config("voc/cam_resnet50", settings)
+    data = make_dataset_split(cfg, "train", train=True)
+    steps = data.transform.transforms
+    assert isinstance(steps[0], RandomLongSide) and (steps[0].low, steps[0].high) == (320, 640)
+    assert isinstance(steps[2], v2.RandomCrop) and steps[2].size == (512, 512)
+    visible = set()
+    for seed in range(4):
+        torch.manual_seed(seed)
+        sample = data[seed % 3]
+        image, mask = sample["image"], sample["mask"]
+        assert image.shape == (3, 512, 512) and mask.shape == (512, 512)
+        red = (denormalize(image)[0] * 255).round().to(torch.int32)
+        m = mask[None, None].float()
+        # away from label edges by more than the upscaling factor (the 40 px images grow 8-16x)
+        uniform = (F.max_pool2d(m, 41, 1, 20) == -F.max_pool2d(-m, 41, 1, 20))[0, 0] & (mask != 255)
+        assert uniform.float().mean() > 0.05 and (uniform & (mask > 0)).any()
+        assert (red - mask.to(torch.int32) * 10).abs()[uniform].max() <= 2  # the mask moved with the image
+        visible.add(int((mask != 255).sum()))
+    assert len(visible) > 1  # the scale is random
+    with pytest.raises(ConfigError, match=r"data.long_side must be \[low, high\] with low <= high"):
+        load_config("voc/cam_resnet50", [*settings, "data.long_side=[640, 320]"])
+    with pytest.raises(ConfigError, match="data.train_transform"):
+        load_config("voc/cam_resnet50", [*settings, "data.train_transform=random"])
 
 
 def test_collate_stacks_multi_hot_labels_and_masks(voc):

@@ -191,6 +191,12 @@ def _schedules() -> tuple[str, ...]:
     return SCHEDULES
 
 
+def _train_transforms() -> tuple[str, ...]:
+    from bas.data.transforms import TRAIN_TRANSFORMS
+
+    return TRAIN_TRANSFORMS
+
+
 def _optimizers() -> tuple[str, ...]:
     from bas.engine.optim import OPTIMIZERS
 
@@ -223,6 +229,8 @@ CORE: dict[str, Key] = {
     "data.input_size": COUNT,
     "data.resize_size": COUNT,
     "data.test_mode": Key("str", choices=("crop", "resize")),
+    "data.train_transform": Key("str", choices=_train_transforms),
+    "data.long_side": Key("list", length=2, item=COUNT, help="[low, high] of the longer side (scale_crop)"),
     "data.batch_size": COUNT,
     "data.eval_batch_size": COUNT,
     "data.workers": NON_NEGATIVE,
@@ -334,6 +342,9 @@ def check_config(cfg: Mapping[str, Any], where: Callable[[str], str] | None = No
         why = key.problem(values[name])
         if why is not None:
             fail(name, f"{name} {why}")
+    low, high = cfg["data"]["long_side"]
+    if low > high:
+        fail("data.long_side", f"data.long_side must be [low, high] with low <= high, got [{low}, {high}]")
     _check_options(cfg["data"]["dataset"], cfg["data"].get("options") or {}, fail)
     from bas.methods import get_method
 

@@ -45,6 +45,10 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 TEST_MODES = ("crop", "resize")
+TRAIN_TRANSFORMS = (
+    "resize_crop",
+    "scale_crop",
+)  # data.train_transform: train_transform, scale_crop_transform
 
 
 def default_resize_size(input_size: int) -> int:
@@ -237,6 +241,17 @@ def ten_crop_transform(
     return v2.Compose(
         [v2.Resize((size, size), antialias=True), TenCropStack(input_size), *_finish(mean, std)]
     )
+
+
+def training_transform(data: dict[str, Any]) -> v2.Compose:
+    """The training transform of a config's ``data`` section: ``train_transform`` ``resize_crop``
+    (:func:`train_transform`) or ``scale_crop`` (:func:`scale_crop_transform` over ``long_side``)."""
+    kind = data.get("train_transform", "resize_crop")
+    if kind == "resize_crop":
+        return train_transform(data["input_size"], data["resize_size"])
+    if kind == "scale_crop":
+        return scale_crop_transform(data["input_size"], tuple(data["long_side"]))
+    raise ValueError(f"unknown training transform {kind!r}; expected {' or '.join(TRAIN_TRANSFORMS)}")
 
 
 def build_transform(

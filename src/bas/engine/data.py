@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bas.data import build_dataset, collate
-from bas.data.transforms import test_transform, train_transform
+from bas.data.transforms import test_transform, training_transform
 from bas.errors import BASError, ConfigError
 
 
@@ -172,7 +172,7 @@ def make_dataset_split(
     data = cfg["data"]
     kind, root = prepare_dataset(cfg)
     if train:
-        transform = train_transform(data["input_size"], data["resize_size"])
+        transform = training_transform(data)
     else:
         transform = test_transform(
             data["input_size"], data["resize_size"], mode=test_mode or data["test_mode"]
