@@ -19,6 +19,7 @@ from bas.commands._common import (
     add_dataset_arg,
     add_device_args,
     add_output_arg,
+    add_resume_arg,
     count,
     existing_file,
     fraction,
@@ -137,15 +138,7 @@ def add_parser(subparsers: Any) -> None:
     )
     add_config_args(segnet)
     add_output_arg(segnet, help="run folder (default: the recipe's train.output_dir)")
-    segnet.add_argument(
-        "--resume",
-        nargs="?",
-        const=True,
-        default=None,
-        type=existing_file,
-        metavar="CKPT",
-        help="continue from the run folder's last.ckpt, or from CKPT",
-    )
+    add_resume_arg(segnet, help="continue from the run folder's last.ckpt, or from CKPT")
     segnet.add_argument(
         "--predict",
         nargs="+",
