@@ -237,3 +237,23 @@ def test_bad_pseudo_masks_are_one_line_errors(tiny_voc, tmp_path, capsys):
     shutil.copytree(masks, resized)
     write_label_png(resized / f"{train_ids[1]}.png", np.zeros((32, 64), np.uint8))
     fails(resized, f"{resized / train_ids[1]}.png: pseudo-mask is 64x32 but its image")
+
+
+def test_voc_recipe_has_the_usual_deeplab_settings():
+    cfg = load_config("voc/deeplabv3_resnet101")
+    assert (cfg["method"], cfg["model"]["arch"], cfg["seg"]["output_stride"]) == (
+        "deeplabv3",
+        "resnet101_dilated",
+        8,
+    )
+    assert cfg["data"]["input_size"] == 512 and cfg["seg"]["scale_range"] == [0.5, 2.0]
+    optim = cfg["optim"]
+    assert (optim["lr"], optim["momentum"], optim["weight_decay"], optim["schedule"]) == (
+        0.01,
+        0.9,
+        1e-4,
+        "poly",
+    )
+    assert 29_000 <= 10_582 // cfg["data"]["batch_size"] * optim["epochs"] <= 31_000  # about 30k steps
+    assert cfg["seg"]["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and cfg["seg"]["flip"] is True
+    assert cfg["eval"]["select_metric"] == "miou" and cfg["seg"]["weights_backbone"] == "IMAGENET1K_V1"

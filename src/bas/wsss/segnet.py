@@ -152,11 +152,11 @@ def evaluate_model(
     """Segment every image of ``dataset`` (one at a time, at its own size) with :func:`segment`.
 
     Returns the :class:`~bas.metrics.SegmentationEvaluator` numbers over the images that have a
-    mask (``miou`` and the rest in percent; None where undefined, ``miou`` when no image has a
-    mask), plus ``num_images``,
-    ``scales`` and ``flip``. ``predictions``: folder of the predicted label maps (palette PNGs
-    ``<id>.png``). Under torchrun (``world_size > 1``, process group initialised) rank ``r``
-    segments images ``r, r + world_size, ...`` and the confusion matrices are summed.
+    mask (``miou`` and the rest in percent, None where undefined; ``miou`` None when no image has
+    a mask), plus ``num_images``, ``scales`` and ``flip``. ``predictions``: folder of the
+    predicted label maps (palette PNGs ``<id>.png``). Under torchrun (``world_size > 1``, process
+    group initialised) rank ``r`` segments images ``r, r + world_size, ...`` and the confusion
+    matrices are summed.
     """
     from bas.engine.data import guarded_loader
     from bas.engine.evaluate import autocast_context
@@ -173,8 +173,9 @@ def evaluate_model(
     out_dir = Path(predictions) if predictions is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    was_training = model.training
+    was_training, benchmark = model.training, torch.backends.cudnn.benchmark
     model.eval()
+    torch.backends.cudnn.benchmark = False  # every image size would be tuned anew
     masked = 0
     with torch.no_grad():
         for batch in tqdm(loader, desc="segment", unit="img", disable=not progress, leave=False):
@@ -187,6 +188,7 @@ def evaluate_model(
             if out_dir is not None:
                 write_label_png(path_inside(out_dir, batch["image_id"][0], ".png"), pred)
     model.train(was_training)
+    torch.backends.cudnn.benchmark = benchmark
     counts = np.array([len(shard), masked], dtype=np.int64)
     if world_size > 1:
         evaluator.confusion, counts = (_sum_over_ranks(a) for a in (evaluator.confusion, counts))
