@@ -284,6 +284,10 @@ class Method:
         """Apply the run's training-only settings (keys that are no constructor option) to a newly
         built ``model``; the trainer calls it once. Default: nothing to apply."""
 
+    def start_epoch(self, model: WSOLModel, epoch: int, cfg: dict[str, Any]) -> None:
+        """Called by the trainer before every epoch (0-based ``epoch``, also after a resume), for
+        settings that change during training. Default: nothing."""
+
     def dataset(self, cfg: dict[str, Any], split: str, *, train: bool) -> Any:
         """The trainer's dataset of ``split``, or None (the default) for the config's data with its
         train or test transform (:func:`bas.engine.data.make_dataset_split`)."""
