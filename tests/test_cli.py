@@ -129,6 +129,7 @@ CANONICAL = {
     + ["--device", "cpu"],
     "wsss evaluate": ["--seeds", "s", "--data-root", "d", "--dataset", "voc", "--output", "o"],
     "wsss demo": ["--output", "o", "--seed", "1", "--device", "cpu"],
+    "wsss train-seg": ["--masks", "m", "--data-root", "d", "--output", "o", "--device", "cpu"],
     "data list": [],
     "zoo": ["cub-vgg16", "--json"],
     "report": [

@@ -33,7 +33,9 @@ def test_list_and_get_methods():
     assert {"adl", "bas", "cam", "has", "multilabel_bas", "multilabel_cam"} <= set(bas.list_methods())
     assert bas.list_methods() == sorted(bas.list_methods())
     assert methods.get_method("cam").name == "cam"
-    with pytest.raises(ValueError, match="unknown method 'toy'; expected one of adl, bas, cam, has"):
+    with pytest.raises(
+        ValueError, match="unknown method 'toy'; expected one of adl, bas, cam, deeplabv3, has"
+    ):
         methods.get_method("toy")
 
 

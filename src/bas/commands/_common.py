@@ -177,6 +177,13 @@ def add_output_arg(parser, *, help: str, **kwargs) -> None:
     parser.add_argument("--output", metavar="DIR", help=help, **kwargs)
 
 
+def add_resume_arg(parser: argparse.ArgumentParser, *, help: str) -> None:
+    """``--resume [CKPT]``: True without a value (the run folder's ``last.ckpt``), else the file."""
+    parser.add_argument(
+        "--resume", nargs="?", const=True, default=None, type=existing_file, metavar="CKPT", help=help
+    )
+
+
 def add_device_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto, cuda when available)"

@@ -14,7 +14,7 @@ from bas.commands._common import (
     add_data_root_arg,
     add_device_args,
     add_output_arg,
-    existing_file,
+    add_resume_arg,
 )
 
 
@@ -36,13 +36,8 @@ def add_parser(sub) -> None:
     add_output_arg(
         p, help="run folder (same as --set train.output_dir=DIR; with --resume CKPT: default CKPT's folder)"
     )
-    p.add_argument(
-        "--resume",
-        nargs="?",
-        const=True,
-        default=None,
-        type=existing_file,
-        metavar="CKPT",
+    add_resume_arg(
+        p,
         help="continue a run exactly where it stopped: from the run folder's last.ckpt, or from CKPT "
         "(--set values apply and are printed as 'changed on resume')",
     )

@@ -19,6 +19,7 @@ from bas.commands._common import (
     add_dataset_arg,
     add_device_args,
     add_output_arg,
+    add_resume_arg,
     count,
     existing_file,
     fraction,
@@ -128,6 +129,33 @@ def add_parser(subparsers: Any) -> None:
     )
     evaluate.set_defaults(func=run_evaluate)
 
+    segnet = sub.add_parser(
+        "train-seg",
+        help="train DeepLabV3 on pseudo-masks; val mIoU and palette predictions",
+        description="Train torchvision's DeepLabV3 on the training split's pseudo-masks (MASKS/<id>.png, "
+        "palette PNGs as bas wsss seeds writes them, 255 ignored) with the project's trainer (AMP, "
+        "torchrun, resume, checkpoints), validate by mIoU against the ground truth, then write "
+        "OUTPUT/metrics.json (multi-scale + flip mIoU of the best model) and its predictions as "
+        "palette PNGs in OUTPUT/predictions/<split>/. Recipe default: voc/deeplabv3_resnet101.",
+    )
+    segnet.add_argument("--masks", required=True, metavar="DIR", help="pseudo-masks of the training split")
+    add_data_root_arg(segnet, help="VOC-layout dataset root (default: the recipe's data.root)")
+    segnet.add_argument(
+        "--config",
+        help="recipe file or shipped name (default: voc/deeplabv3_resnet101; with --resume, the run's)",
+    )
+    add_config_args(segnet)
+    add_output_arg(segnet, help="run folder (default: the recipe's train.output_dir)")
+    add_resume_arg(segnet, help="continue from the run folder's last.ckpt, or from CKPT")
+    segnet.add_argument(
+        "--predict",
+        nargs="+",
+        metavar="SPLIT",
+        help="splits to predict and score at the end (default: the validation split)",
+    )
+    add_device_args(segnet)
+    segnet.set_defaults(func=run_train_seg)
+
     demo = sub.add_parser(
         "demo",
         help="multi-label BAS against CAM on synthetic data: seeds and their mIoU (CPU, minutes)",
@@ -154,6 +182,29 @@ def run_demo(args: argparse.Namespace) -> int:
     from bas.wsss.demo import run_demo as demo
 
     return demo(args)
+
+
+def run_train_seg(args: argparse.Namespace) -> int:
+    import os
+
+    from bas.commands.train import _saved_config
+    from bas.config import load_config
+    from bas.wsss import segnet
+
+    cfg = load_config(args.config or _saved_config(args) or segnet.DEFAULT_RECIPE, args.overrides)
+    checkpoint = segnet.train_segmentation(
+        cfg,
+        args.masks,
+        args.data_root,
+        args.output,
+        predict=args.predict,
+        resume=args.resume,
+        device=None if args.device == "auto" else args.device,
+        progress=not args.no_progress,
+    )
+    if os.environ.get("RANK", "0") == "0":
+        print(segnet.summary(checkpoint.parent))
+    return 0
 
 
 # ----------------------------------------------------------------------------------- data

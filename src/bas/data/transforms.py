@@ -156,6 +156,27 @@ class RandomLongSide:
         return f"{type(self).__name__}(low={self.low}, high={self.high})"
 
 
+class RandomScale:
+    """Resize by a uniform random factor in ``[low, high]`` of the image's own size, aspect ratio
+    kept (DeepLab's scale augmentation). Boxes and masks follow, label masks with nearest
+    interpolation. Draws from torch's global generator."""
+
+    def __init__(self, low: float, high: float):
+        if not 0 < low <= high:
+            raise ValueError(f"scale range must satisfy 0 < low <= high, got [{low}, {high}]")
+        self.low, self.high = float(low), float(high)
+
+    def __call__(self, sample: Any) -> Any:
+        image = sample["image"] if isinstance(sample, dict) else sample
+        height, width = image.shape[-2:]
+        scale = self.low + (self.high - self.low) * float(torch.rand(()))
+        size = [max(1, round(height * scale)), max(1, round(width * scale))]
+        return v2.Resize(size, antialias=True)(sample)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(low={self.low}, high={self.high})"
+
+
 def pad_fill(mean: Sequence[float] = IMAGENET_MEAN) -> dict[Any, Any]:
     """Padding values: the mean colour for the image (0 once normalised), 255 (ignore) for masks."""
     return {tv_tensors.Image: [round(255 * m) for m in mean], tv_tensors.Mask: IGNORE_INDEX, "others": 0}
@@ -176,6 +197,25 @@ def scale_crop_transform(
             RandomLongSide(*long_side),
             v2.RandomHorizontalFlip(),
             v2.RandomCrop(input_size, pad_if_needed=True, fill=pad_fill(mean)),
+            *_finish(mean, std),
+        ]
+    )
+
+
+def segmentation_train_transform(
+    crop_size: int = 512,
+    scale_range: tuple[float, float] = (0.5, 2.0),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> v2.Compose:
+    """DeepLab's training augmentation: :class:`RandomScale` in ``scale_range`` ->
+    ``RandomCrop(crop_size)`` padded where the image is smaller (:func:`pad_fill`: the mean colour,
+    masks 255) -> ``RandomHorizontalFlip`` -> float -> normalise."""
+    return v2.Compose(
+        [
+            RandomScale(*scale_range),
+            v2.RandomCrop(crop_size, pad_if_needed=True, fill=pad_fill(mean)),
+            v2.RandomHorizontalFlip(),
             *_finish(mean, std),
         ]
     )

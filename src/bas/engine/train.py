@@ -64,7 +64,7 @@ FINAL = "model.safetensors"
 LOG = "metrics.jsonl"
 AMP_MODES = (None, "bf16", "fp16")
 # Validation metrics that can select the best checkpoint (all: higher is better).
-SELECT_METRICS = ("MaxBoxAccV2", "top1_loc", "gt_known_loc", "top1_cls", "PxAP", "PIoU", "mAP")
+SELECT_METRICS = ("MaxBoxAccV2", "top1_loc", "gt_known_loc", "top1_cls", "PxAP", "PIoU", "mAP", "miou")
 
 
 def seed_everything(seed: int) -> None:
@@ -144,20 +144,20 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
 
         # Node-local files (the synthetic data) are prepared by the first process of each node.
+        self.method = get_method(cfg["method"])
         if env.is_local_main:
-            self.train_set = make_dataset_split(cfg, cfg["data"]["train_split"], train=True)
+            self.train_set = self._dataset(cfg["data"]["train_split"], train=True)
         D.barrier(env)
         if not env.is_local_main:
-            self.train_set = make_dataset_split(cfg, cfg["data"]["train_split"], train=True)
+            self.train_set = self._dataset(cfg["data"]["train_split"], train=True)
         self.num_classes = int(cfg["model"]["num_classes"] or self.train_set.num_classes)
         check_num_classes(self.train_set, self.num_classes, "model.num_classes")
         self.class_names = list(getattr(self.train_set, "classes", []) or [])
         self.val_set = None
         if cfg["eval"]["every"] and cfg["data"]["val_split"]:
-            self.val_set = make_dataset_split(cfg, cfg["data"]["val_split"], train=False)
+            self.val_set = self._dataset(cfg["data"]["val_split"], train=False)
             check_num_classes(self.val_set, self.num_classes, "model.num_classes")
 
-        self.method = get_method(cfg["method"])
         model = create_model(cfg, self.num_classes).to(env.device)
         data, ev = cfg["data"], cfg["eval"]
         model.meta = model.meta.replace(  # what every checkpoint of this run says about the model
@@ -206,6 +206,11 @@ class Trainer:
         if tcfg["compile"]:
             self.net = torch.compile(self.net)
         self._tb: Any = None
+
+    def _dataset(self, split: str, *, train: bool) -> Any:
+        """The method's dataset of ``split`` (:meth:`Method.dataset`), else the config's."""
+        dataset = self.method.dataset(self.cfg, split, train=train)
+        return make_dataset_split(self.cfg, split, train=train) if dataset is None else dataset
 
     # ------------------------------------------------------------------------------- state
 
@@ -387,7 +392,7 @@ class Trainer:
         """
         env = self.env
         images = batch["image"].to(env.device, non_blocking=True)
-        labels = batch["label"].to(env.device, non_blocking=True)
+        labels = self.method.targets(batch).to(env.device, non_blocking=True)
         if self.cfg["train"]["channels_last"]:
             images = images.contiguous(memory_format=torch.channels_last)
         update = (self.batch_in_epoch + 1) % self.accum == 0

@@ -13,6 +13,8 @@ which declares everything the rest of the package asks about it:
   groups of :mod:`bas.engine.optim`);
 * ``config_defaults``: the config keys it reads, with their defaults; ``check_config``: their checks;
 * ``validate``: the validation hook of the trainer (metrics and the chosen threshold);
+* ``dataset`` and ``targets``: the trainer's datasets of a split and what of a batch the loss
+  compares with (default: the config's data and transforms, and ``batch["label"]``);
 * ``read_released``: recognises the authors' released files of the method (``bas convert``).
 """
 
@@ -285,6 +287,15 @@ class Method:
     def start_epoch(self, model: WSOLModel, epoch: int, cfg: dict[str, Any]) -> None:
         """Called by the trainer before every epoch (0-based ``epoch``, also after a resume), for
         settings that change during training. Default: nothing."""
+
+    def dataset(self, cfg: dict[str, Any], split: str, *, train: bool) -> Any:
+        """The trainer's dataset of ``split``, or None (the default) for the config's data with its
+        train or test transform (:func:`bas.engine.data.make_dataset_split`)."""
+        return None
+
+    def targets(self, batch: dict[str, Any]) -> torch.Tensor:
+        """What the loss compares the output with: the batch's labels (class indices or tags)."""
+        return batch["label"]
 
     def validate(
         self, model: nn.Module, loader: Any, cfg: dict[str, Any], *, device: torch.device, progress: bool
