@@ -230,10 +230,8 @@ def run_refine(args: argparse.Namespace) -> int:
     bars: list[Any] = []
 
     def progress(stage: str, total: int) -> Any:
-        bar = tqdm(
-            total=total, desc=f"{stage} {split}", unit="step" if stage == "irn" else "img", leave=False
-        )
-        bar.disable = args.no_progress
+        unit = "step" if stage == "irn" else "img"
+        bar = tqdm(total=total, desc=f"{stage} {split}", unit=unit, leave=False, disable=args.no_progress)
         bars.append(bar)
         return bar.update
 

@@ -133,8 +133,16 @@ def confident_folder(
 
 
 def training_set(source: Any, labels_dir: Path, config: IRNConfig) -> AffinityDataset:
-    """The split's images with their confident labels ``labels_dir/<id>.png``."""
+    """The split's images with their confident labels ``labels_dir/<id>.png`` (all must exist)."""
     from bas.io import path_inside
+
+    missing = [i for i in source.image_ids if not path_inside(labels_dir, i, ".png").is_file()]
+    if missing:
+        raise DataError(
+            f"confident labels of {len(missing)} of {len(source.image_ids)} images are missing "
+            f"(first: {missing[0]}.png)",
+            labels_dir,
+        )
 
     def read(i: int) -> tuple[np.ndarray, np.ndarray]:
         image = source.read(i)[0]
@@ -235,7 +243,7 @@ def refine_split(
         fg_threshold=fg_threshold,
         bg_threshold=confident_bg_threshold,
         crf_backend=crf_backend,
-        progress=progress("confident", len(source.image_ids)),
+        progress=progress("confident", len(source.image_ids)) if confident is None else None,
     )
 
     irn_path = output / IRN_FILE
