@@ -57,20 +57,6 @@ class WalkSettings:
     radius: int = RADIUS
 
 
-def read_stride4(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(classes, stride4)`` of a seeds ``.npz``: int64 (C,) and float32 (C, h, w)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            classes, low = data["classes"], data["stride4"]
-    except FileNotFoundError:
-        raise DataError("no seeds for this image (run bas wsss seeds on its split)", path) from None
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"not a seeds file: {exc}", path) from None
-    if low.ndim != 3 or classes.shape != (len(low),):
-        raise DataError(f"stride-4 maps of shape {low.shape} do not fit {classes.shape} classes", path)
-    return classes.astype(np.int64), low.astype(np.float32)
-
-
 def refined_maps(
     stride4: torch.Tensor, boundary: torch.Tensor, size: tuple[int, int], walk: WalkSettings | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -270,7 +256,7 @@ def refine_split(
     for i in todo:
         image_id = source.image_ids[i]
         image = source.read(i)[0]
-        classes, low = read_stride4(S.seed_files(seeds_dir, image_id)[0])
+        classes, low = S.read_seeds(S.seed_files(seeds_dir, image_id)[0], "stride4")
         boundary = boundary_map(net, image, device)
         expected = (math.ceil(image.shape[0] / 4), math.ceil(image.shape[1] / 4))
         if low.shape[1:] != expected:
@@ -278,7 +264,9 @@ def refine_split(
                 f"stride-4 seeds of size {low.shape[1:]} for an image of size {image.shape[:2]}",
                 S.seed_files(seeds_dir, image_id)[0],
             )
-        stride4, full = refined_maps(torch.from_numpy(low), boundary, image.shape[:2], walk)
+        stride4, full = refined_maps(
+            torch.from_numpy(low.astype(np.float32)), boundary, image.shape[:2], walk
+        )
         S.write_seeds(output, image_id, S.SeedMaps(classes, stride4, full), bg_threshold)
         if update:
             update(1)
