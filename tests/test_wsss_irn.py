@@ -238,7 +238,7 @@ def test_refine_end_to_end_then_evaluate(seeded, tmp_path, capsys):
     manifest = json.loads((split / "seeds.json").read_text())
     assert manifest["split"] == "train" and manifest["bg_threshold"] == 0.22
     assert manifest["method"] == "multilabel_bas+irn" and manifest["refined"]["walk"]["steps"] == 256
-    assert (split / "irn.pt").is_file()
+    assert (split / "irn.pt").is_file() and manifest["refined"]["irn"]["backbone"] == "resnet18"
     for image_id in ids:
         classes, full = S.read_seeds(S.seed_files(split, image_id)[0])
         seed_classes, _ = S.read_seeds(S.seed_files(seeds / "train", image_id)[0])
@@ -292,6 +292,9 @@ def test_bad_input_gives_one_line_errors(seeded, tmp_path, capsys):
     assert main(refine_args(broken.parent, tmp_path / "out2", ckpt, "--confident", str(tmp_path))) == 2
     err = capsys.readouterr().err.strip()
     assert "missing" in err and "\n" not in err and not (tmp_path / "out2" / "train" / "irn.pt").exists()
+    # the seeds folder itself as the output
+    assert main(refine_args(seeds, seeds, ckpt, "--confident", str(tmp_path))) == 2
+    assert "folder of their own" in capsys.readouterr().err
     # confident labels missing for the images
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from bas.wsss.irn import (
     load_boundary_net,
     save_boundary_net,
     train_boundary_net,
+    trunk_from_checkpoint,
 )
 from bas.wsss.masks import read_label_png
 from bas.wsss.random_walk import BETA, RADIUS, STEPS, random_walk
@@ -192,6 +193,10 @@ def refine_split(
     seeds_dir, output = Path(seeds_dir), Path(output)
     config = config or IRNConfig()
     walk = walk or WalkSettings()
+    if output.resolve() == seeds_dir.resolve():
+        raise ConfigError(f"--output {output} is the seeds folder: refined masks need a folder of their own")
+    if backbone_from is not None:  # the checkpoint's depth wins: record the trunk actually used
+        config = replace(config, backbone=trunk_from_checkpoint(backbone_from)[0])
     config.check()
     seeds_manifest = S.read_manifest(seeds_dir)
     if list(source.image_ids) and seeds_manifest.get("num_images") != len(source.image_ids):
