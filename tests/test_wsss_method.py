@@ -501,3 +501,46 @@ def test_a_wsol_file_is_not_taken_for_a_wsss_one(tmp_path):
     torch.save(state, tmp_path / "wsol.pth")
     loaded = load_checkpoint(tmp_path / "wsol.pth")
     assert (loaded.meta.method, loaded.arch, loaded.meta.source) == ("bas", "resnet50", "cvpr2022")
+
+
+def test_warmup_epochs_train_the_classification_term_only(tiny_voc, tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        engine_train, "make_dataset_split", lambda cfg, split, train: TinyVOC(tiny_voc, split, 64)
+    )
+    monkeypatch.setattr(engine_data, "collate", _collate)
+
+    def run(warmup: int, name: str) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+        cfg = load_config(
+            "voc/resnet50",
+            [
+                "model.pretrained=false",
+                "model.num_classes=null",
+                f"train.output_dir={tmp_path / name}",
+                "data.train_split=train",
+                "data.batch_size=4",
+                "data.eval_batch_size=4",
+                "data.workers=0",
+                "optim.epochs=2",
+                "optim.weight_decay=0",
+                "train.sync_bn=false",
+                "train.log_every=1",
+                f"loss.warmup_epochs={warmup}",
+            ],
+        )
+        trainer = Trainer(cfg, progress=False, device="cpu")
+        before = trainer.model.generator[0].weight.detach().clone()
+        trainer.fit()
+        records = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return (
+            before,
+            trainer.model.generator[0].weight.detach(),
+            [r for r in records if r["kind"] == "train"],
+        )
+
+    before, after, steps = run(2, "warm")  # both epochs are warm-up: the generator never moves
+    assert torch.equal(before, after)
+    assert all(r["loss"] == pytest.approx(r["cls"]) for r in steps)  # the total is the cls term
+    assert all(r["area"] > 0 for r in steps)  # the other terms are still computed and logged
+    before, after, steps = run(1, "half")  # epoch 2 adds the erase terms: the generator learns
+    assert not torch.equal(before, after)
+    assert steps[0]["loss"] == pytest.approx(steps[0]["cls"]) and steps[-1]["loss"] > steps[-1]["cls"]

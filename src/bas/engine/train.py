@@ -409,6 +409,7 @@ class Trainer:
         log_every = int(cfg["train"]["log_every"])
         max_steps = cfg["train"]["max_steps"]
         self.loader.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * self.loader.batch_size)
+        self.method.start_epoch(self.model, self.epoch, cfg)
         self.net.train()
         sums: dict[str, float] = {}
         count, images, wait, start = 0, 0, 0.0, time.perf_counter()

@@ -282,6 +282,10 @@ class Method:
         """Apply the run's training-only settings (keys that are no constructor option) to a newly
         built ``model``; the trainer calls it once. Default: nothing to apply."""
 
+    def start_epoch(self, model: WSOLModel, epoch: int, cfg: dict[str, Any]) -> None:
+        """Called by the trainer before every epoch (0-based ``epoch``, also after a resume), for
+        settings that change during training. Default: nothing."""
+
     def validate(
         self, model: nn.Module, loader: Any, cfg: dict[str, Any], *, device: torch.device, progress: bool
     ) -> tuple[dict[str, Any], float]:

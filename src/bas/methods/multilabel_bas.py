@@ -49,6 +49,7 @@ class MultiLabelOutput(BASOutput):
     """:class:`BASOutput` plus ``positive``: the tagged class drawn per image, (B,) (training only)."""
 
     positive: torch.Tensor | None = None
+    warmup: bool = False  # drawn during ``loss.warmup_epochs``: only ``cls`` is trained
 
 
 def draw_positive(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -113,6 +114,7 @@ class MultiLabelBASModel(MultiLabelModel):
         self.init_new_layers(init)
         # the positive-class draws: seeded from torch's seed when built (the run's train.seed)
         self.draws = torch.Generator().manual_seed(torch.initial_seed())
+        self.warmup = False  # set per epoch by :meth:`MultiLabelBAS.start_epoch`
 
     def seed_draws(self, seed: int) -> None:
         """Reseed the generator of the positive-class draws."""
@@ -149,6 +151,7 @@ class MultiLabelBASModel(MultiLabelModel):
             bg_score=pick(bg_logits, positive).squeeze(1),
             feature_map=feature_map,
             positive=positive,
+            warmup=self.warmup,
         )
 
     def localize(self, images: torch.Tensor, top_k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,7 +189,8 @@ def multilabel_bas_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total multi-label BAS loss and its unweighted terms ``cls``, ``fg_cls``, ``bas``, ``area``.
 
-    ``total = cls + alpha * fg_cls + bas + beta * area`` (the paper: alpha 0.2, beta 1.2).
+    ``total = cls + alpha * fg_cls + bas + beta * area`` (the paper: alpha 0.2, beta 1.2); during
+    a warm-up (``output.warmup``) ``total = cls``, the other terms still computed and logged.
     """
     if output.positive is None or output.fg_score is None or output.bg_score is None:
         raise ValueError("multilabel_bas_loss needs a training-mode output with labels")
@@ -197,7 +201,10 @@ def multilabel_bas_loss(
         "bas": bas_term(output.fg_score, output.bg_score, BAS_SPEC).mean(),
         "area": output.fg_map.flatten(1).mean(1).mean(),
     }
-    total = terms["cls"] + alpha * terms["fg_cls"] + terms["bas"] + beta * terms["area"]
+    erase = terms["fg_cls"] * alpha + terms["bas"] + beta * terms["area"]
+    # in the warm-up the erase terms stay in the graph with weight 0 (every parameter gets a gradient,
+    # as DDP expects) and only the classifier learns
+    total = terms["cls"] + (erase * 0.0 if output.warmup else erase)
     return total, terms
 
 
@@ -258,7 +265,14 @@ class MultiLabelBAS(MultiLabelMethod):
     model_class = MultiLabelBASModel
     loss_terms = ("cls", "fg_cls", "bas", "area")
     localization_map = "fg_map"
-    config_defaults = {**MultiLabelMethod.config_defaults, "loss.alpha": 0.2, "loss.beta": 1.2}
+    config_defaults = {
+        **MultiLabelMethod.config_defaults,
+        "loss.alpha": 0.2,
+        "loss.beta": 1.2,
+        "loss.warmup_epochs": Key(
+            "int", 0, min=0, help="epochs of the classification term alone before the erase terms join"
+        ),
+    }
 
     def loss(
         self, output: BASOutput, labels: torch.Tensor, cfg: dict[str, Any]
@@ -268,6 +282,11 @@ class MultiLabelBAS(MultiLabelMethod):
     def check_config(self, cfg: dict[str, Any]) -> None:
         for key in ("loss.alpha", "loss.beta"):
             check_number(cfg, key)
+
+    def start_epoch(self, model: WSOLModel, epoch: int, cfg: dict[str, Any]) -> None:
+        """The first ``loss.warmup_epochs`` epochs train the classification term only (0 in the
+        paper's recipes; from scratch the classifier must learn before the generator can)."""
+        model.warmup = epoch < int(cfg["loss"].get("warmup_epochs", 0))
 
     def read_released(
         self, state_dict: dict[str, torch.Tensor]
