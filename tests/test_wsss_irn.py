@@ -221,7 +221,7 @@ def refine_args(seeds: Path, out: Path, ckpt: Path, *extra: str) -> list[str]:
         str(out),
         "--epochs",
         "1",
-        "--crop",
+        "--crop-size",
         "32",
     ] + ["--batch-size", "2", "--backbone-from", str(ckpt), "--no-progress", *extra]
 

@@ -195,7 +195,7 @@ def add_refine_parser(sub: Any) -> None:
         "--no-pretrained", action="store_true", help="random trunk instead of torchvision's ImageNet weights"
     )
     refine.add_argument("--epochs", type=positive_int, default=3, help="IRN epochs (default 3)")
-    refine.add_argument("--crop", type=positive_int, default=512, help="IRN training crop (default 512)")
+    refine.add_argument("--crop-size", type=positive_int, default=512, help="IRN training crop (default 512)")
     refine.add_argument("--batch-size", type=positive_int, default=32, help="IRN batch size (default 32)")
     refine.add_argument("--lr", type=positive_number, default=0.1, help="IRN learning rate (default 0.1)")
     refine.add_argument("--seed", type=int, default=0, help="IRN training seed (default 0)")
@@ -220,7 +220,7 @@ def run_refine(args: argparse.Namespace) -> int:
     source = open_split(dataset, root, split, int(manifest["num_classes"]), manifest.get("data_options"))
     config = IRNConfig(
         backbone=args.backbone,
-        crop=args.crop,
+        crop=args.crop_size,
         batch_size=args.batch_size,
         epochs=args.epochs,
         lr=args.lr,

@@ -44,7 +44,7 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 @dataclass
 class IRNConfig:
-    """Training settings (defaults: BAS.md / IRN's VOC recipe)."""
+    """Training settings (defaults: the VOC recipe of the BAS / IRN code, docs/segmentation.md)."""
 
     backbone: str = "resnet50"
     crop: int = 512

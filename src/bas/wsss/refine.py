@@ -50,7 +50,7 @@ IRN_FILE, CONFIDENT_DIR = "irn.pt", "confident"
 
 @dataclass
 class WalkSettings:
-    """The random walk of the stride-4 seeds (defaults: BAS.md)."""
+    """The random walk of the stride-4 seeds (defaults: the reference recipe, docs/segmentation.md)."""
 
     power: float = 1.5
     beta: float = BETA
