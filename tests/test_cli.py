@@ -128,6 +128,7 @@ CANONICAL = {
     "wsss seeds": ["--checkpoint", "m.safetensors", "--data-root", "d", "--dataset", "voc", "--output", "o"]
     + ["--device", "cpu"],
     "wsss evaluate": ["--seeds", "s", "--data-root", "d", "--dataset", "voc", "--output", "o"],
+    "wsss refine": ["--seeds", "s", "--data-root", "d", "--output", "o", "--device", "cpu"],
     "wsss demo": ["--output", "o", "--seed", "1", "--device", "cpu"],
     "wsss train-seg": ["--masks", "m", "--data-root", "d", "--output", "o", "--device", "cpu"],
     "data list": [],

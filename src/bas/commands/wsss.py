@@ -2,8 +2,9 @@
 
 ``bas wsss seeds`` writes, for every image of a split, the multi-scale + flip class maps of a
 multi-label model (optionally fused with a CAM model) and a pseudo-mask, into ``OUTPUT/<split>/``;
-``bas wsss evaluate`` scores them against the split's masks (mIoU, per-class IoU, foreground
-precision / recall), choosing the background threshold on a held-out split.
+``bas wsss refine`` turns them into IRN-refined maps and masks of the same layout; ``bas wsss evaluate``
+scores either against the split's masks (mIoU, per-class IoU, foreground precision / recall),
+choosing the background threshold on a held-out split.
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ def add_parser(subparsers: Any) -> None:
     add_device_args(segnet)
     segnet.set_defaults(func=run_train_seg)
 
+    add_refine_parser(sub)
+
     demo = sub.add_parser(
         "demo",
         help="multi-label BAS against CAM on synthetic data: seeds and their mIoU (CPU, minutes)",
@@ -176,6 +179,124 @@ def add_parser(subparsers: Any) -> None:
     add_config_args(demo)
     add_device_args(demo)
     demo.set_defaults(func=run_demo)
+
+
+def add_refine_parser(sub: Any) -> None:
+    """``bas wsss refine``: confident labels -> IRN -> random walk (docs/segmentation.md)."""
+    refine = sub.add_parser(
+        "refine",
+        help="refine seeds with IRN (boundaries learnt from confident labels + random walk)",
+        description="Make confident labels from the seeds of a split (or take --confident DIR), train IRN's "
+        "boundary branch on a frozen ResNet, random-walk every image's stride-4 seeds over its boundaries, "
+        "and write OUTPUT/<split>/ in the layout of bas wsss seeds (maps, palette masks at --bg-threshold, "
+        "seeds.json), which bas wsss evaluate scores. Finished images and a trained irn.pt are reused.",
+    )
+    refine.add_argument("--seeds", required=True, metavar="DIR", help="the --output of bas wsss seeds")
+    refine.add_argument("--split", help="split to refine (default: the only one in DIR)")
+    add_data_root_arg(refine, help="dataset root (default: the one the seeds were made from)")
+    add_output_arg(refine, required=True, help="refined folder; the split goes to DIR/<split>/")
+    refine.add_argument(
+        "--confident",
+        metavar="DIR",
+        help="folder of confident-label PNGs <id>.png (default: made from the seeds)",
+    )
+    refine.add_argument(
+        "--fg-threshold", type=fraction, default=0.30, help="confident foreground threshold (default 0.30)"
+    )
+    refine.add_argument(
+        "--confident-bg-threshold",
+        type=fraction,
+        default=0.17,
+        metavar="T",
+        help="confident background threshold (default 0.17)",
+    )
+    refine.add_argument("--crf", default="auto", help="CRF backend of the confident labels (default: auto)")
+    refine.add_argument(
+        "--bg-threshold",
+        type=fraction,
+        default=0.22,
+        help="background score of the refined masks (default 0.22)",
+    )
+    refine.add_argument(
+        "--backbone", default="resnet50", help="IRN trunk: a torchvision ResNet (default resnet50)"
+    )
+    trunk = refine.add_mutually_exclusive_group()
+    trunk.add_argument(
+        "--backbone-from",
+        type=existing_file,
+        metavar="CKPT",
+        help="initialise the frozen trunk from a bas-wsol checkpoint's ResNet backbone (its depth wins)",
+    )
+    trunk.add_argument(
+        "--no-pretrained", action="store_true", help="random trunk instead of torchvision's ImageNet weights"
+    )
+    refine.add_argument("--epochs", type=positive_int, default=3, help="IRN epochs (default 3)")
+    refine.add_argument("--crop-size", type=positive_int, default=512, help="IRN training crop (default 512)")
+    refine.add_argument("--batch-size", type=positive_int, default=32, help="IRN batch size (default 32)")
+    refine.add_argument("--lr", type=positive_number, default=0.1, help="IRN learning rate (default 0.1)")
+    refine.add_argument("--seed", type=int, default=0, help="IRN training seed (default 0)")
+    refine.add_argument("--workers", type=count, default=0, help="image-reading processes (default 0)")
+    add_device_args(refine)
+    refine.set_defaults(func=run_refine)
+
+
+def run_refine(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from bas.commands._common import resolve_device
+    from bas.wsss.irn import IRNConfig
+    from bas.wsss.refine import refine_split
+    from bas.wsss.seeds import read_manifest
+
+    seeds_dir = _split_dir(Path(args.seeds), args.split)
+    manifest = read_manifest(seeds_dir)
+    split = manifest["split"]
+    dataset = manifest.get("dataset", "voc")
+    root = args.data_root or manifest["data_root"]
+    source = open_split(dataset, root, split, int(manifest["num_classes"]), manifest.get("data_options"))
+    config = IRNConfig(
+        backbone=args.backbone,
+        crop=args.crop_size,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        lr=args.lr,
+        seed=args.seed,
+        workers=args.workers,
+    )
+    bars: list[Any] = []
+
+    def progress(stage: str, total: int) -> Any:
+        unit = "step" if stage == "irn" else "img"
+        bar = tqdm(total=total, desc=f"{stage} {split}", unit=unit, leave=False, disable=args.no_progress)
+        bars.append(bar)
+        return bar.update
+
+    output = Path(args.output) / split
+    try:
+        summary = refine_split(
+            seeds_dir,
+            output,
+            source,
+            data_root=root,
+            confident=args.confident,
+            config=config,
+            init="random" if args.no_pretrained else "imagenet",
+            backbone_from=args.backbone_from,
+            bg_threshold=args.bg_threshold,
+            fg_threshold=args.fg_threshold,
+            confident_bg_threshold=args.confident_bg_threshold,
+            crf_backend=args.crf,
+            device=resolve_device(args.device),
+            progress=progress,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
+    print(
+        f"refined {dataset} {split}: {summary['num_images']} images in {output} "
+        f"({summary['refined_images']} written now; IRN {summary['irn']}; masks at threshold {args.bg_threshold:g})"
+    )
+    return 0
 
 
 def run_demo(args: argparse.Namespace) -> int:

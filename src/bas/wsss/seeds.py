@@ -282,13 +282,14 @@ def write_seeds(output: Path, image_id: str, seeds: SeedMaps, threshold: float) 
     write_label_png(mask_path, seed_labels(full, seeds.classes, threshold))
 
 
-def read_seeds(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(classes, full)`` of a seeds ``.npz``: int64 (C,) and float16 (C, H, W)."""
+def read_seeds(path: str | Path, maps: str = "full") -> tuple[np.ndarray, np.ndarray]:
+    """``(classes, full)`` of a seeds ``.npz``: int64 (C,) and float16 (C, H, W) (with
+    ``maps="stride4"`` the stride-4 maps instead)."""
     from bas.errors import DataError
 
     try:
         with np.load(path, allow_pickle=False) as data:
-            classes, full = data["classes"], data["full"]
+            classes, full = data["classes"], data[maps]
     except FileNotFoundError:
         raise DataError("no seeds for this image (run bas wsss seeds on its split)", path) from None
     except (OSError, ValueError, KeyError) as exc:
