@@ -258,6 +258,15 @@ def test_refine_end_to_end_then_evaluate(seeded, tmp_path, capsys):
     assert main(args + ["--bg-threshold", "0.3"]) == 2
     assert main(refine_args(seeds, out, ckpt, "--confident", str(confident), "--epochs", "2")) == 2
     assert "other settings" in capsys.readouterr().err
+    # --irn walks with a trained network: no confident labels, no training, the same maps
+    walked = tmp_path / "walked"
+    assert main(refine_args(seeds, walked, ckpt, "--irn", str(split / "irn.pt"))) == 0
+    assert not (walked / "train" / "irn.pt").exists() and not (walked / "train" / "confident").exists()
+    for image_id in ids:
+        np.testing.assert_array_equal(
+            S.read_seeds(S.seed_files(walked / "train", image_id)[0])[1],
+            S.read_seeds(S.seed_files(split, image_id)[0])[1],
+        )
 
 
 def test_refine_makes_confident_labels_through_the_confident_module(seeded, tmp_path, monkeypatch, capsys):

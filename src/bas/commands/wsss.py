@@ -201,6 +201,12 @@ def add_refine_parser(sub: Any) -> None:
         help="folder of confident-label PNGs <id>.png (default: made from the seeds)",
     )
     refine.add_argument(
+        "--irn",
+        type=existing_file,
+        metavar="FILE",
+        help="walk with this trained irn.pt (e.g. the training split's): no confident labels, no training",
+    )
+    refine.add_argument(
         "--fg-threshold", type=fraction, default=0.30, help="confident foreground threshold (default 0.30)"
     )
     refine.add_argument(
@@ -279,6 +285,7 @@ def run_refine(args: argparse.Namespace) -> int:
             source,
             data_root=root,
             confident=args.confident,
+            irn=args.irn,
             config=config,
             init="random" if args.no_pretrained else "imagenet",
             backbone_from=args.backbone_from,

@@ -172,6 +172,7 @@ def refine_split(
     *,
     data_root: str | Path | None = None,
     confident: str | Path | None = None,
+    irn: str | Path | None = None,
     config: IRNConfig | None = None,
     init: str = "imagenet",
     backbone_from: str | Path | None = None,
@@ -187,7 +188,8 @@ def refine_split(
     """Refine the seeds of one split (``seeds_dir``, the folder holding ``seeds.json``) into
     ``output``; ``source`` is that split (:class:`bas.wsss.seeds.DatasetSplit`). Returns a summary.
 
-    ``progress(stage, total)`` may give a per-stage update callback (``"confident"``, ``"irn"``,
+    ``irn``: a trained ``irn.pt`` (e.g. the training split's) to walk with; then no confident labels
+    are made and nothing is trained. ``progress(stage, total)`` may give a per-stage update callback (``"confident"``, ``"irn"``,
     ``"walk"``).
     """
     seeds_dir, output = Path(seeds_dir), Path(output)
@@ -216,6 +218,7 @@ def refine_split(
         "crf": crf_backend,
         "irn": irn_settings,
         "trunk_init": str(Path(backbone_from).resolve()) if backbone_from is not None else init,
+        "trained_irn": str(Path(irn).resolve()) if irn is not None else None,
         "walk": asdict(walk),
     }
     manifest = refined_manifest(seeds_manifest, refined, bg_threshold)
@@ -226,6 +229,15 @@ def refine_split(
     none = lambda stage, total: None  # noqa: E731
     progress = progress or none
 
+    if irn is not None:
+        net, info = load_boundary_net(irn, device)
+        log(f"IRN: walking with {irn} ({info.get('trunk')})")
+        return walk_split(seeds_dir, output, source, net, walk, bg_threshold, device, progress) | {
+            "irn": str(irn),
+            "confident": None,
+            "irn_steps": 0,
+            "irn_loss": [],
+        }
     labels_dir = confident_folder(
         seeds_dir,
         output,
@@ -256,6 +268,25 @@ def refine_split(
         if history:
             log(f"IRN: {len(history)} steps, loss {history[0]['loss']:.4f} -> {history[-1]['loss']:.4f}")
 
+    return walk_split(seeds_dir, output, source, net, walk, bg_threshold, device, progress) | {
+        "irn": str(irn_path),
+        "confident": str(labels_dir),
+        "irn_steps": len(history),
+        "irn_loss": [h["loss"] for h in history],
+    }
+
+
+def walk_split(
+    seeds_dir: Path,
+    output: Path,
+    source: Any,
+    net: Any,
+    walk: WalkSettings,
+    bg_threshold: float,
+    device: str | torch.device,
+    progress: Callable[[str, int], Callable[[int], None] | None],
+) -> dict[str, Any]:
+    """Random-walk every unfinished image of the split over ``net``'s boundaries into ``output``."""
     todo = [i for i, image_id in enumerate(source.image_ids) if not S.is_finished(output, image_id)]
     update = progress("walk", len(todo))
     for i in todo:
@@ -275,12 +306,4 @@ def refine_split(
         S.write_seeds(output, image_id, S.SeedMaps(classes, stride4, full), bg_threshold)
         if update:
             update(1)
-    return {
-        "output": str(output),
-        "irn": str(irn_path),
-        "confident": str(labels_dir),
-        "refined_images": len(todo),
-        "num_images": len(source.image_ids),
-        "irn_steps": len(history),
-        "irn_loss": [h["loss"] for h in history],
-    }
+    return {"output": str(output), "refined_images": len(todo), "num_images": len(source.image_ids)}
