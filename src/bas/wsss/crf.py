@@ -41,6 +41,7 @@ from bas.errors import ConfigError
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_CRF",
     "DenseCRF",
     "Permutohedral",
     "dense_crf",
@@ -309,6 +310,10 @@ class DenseCRF:
         return q.reshape(b, n_labels, h, w).cpu().numpy()
 
 
+#: The settings of IRN's confident labels, backend ``auto``.
+DEFAULT_CRF = DenseCRF()
+
+
 def _softmax(x: torch.Tensor, batch: int) -> torch.Tensor:
     """Softmax over the labels of ``(B * L, H, W)`` stacked unaries."""
     return x.reshape(batch, -1, *x.shape[1:]).softmax(1).reshape(x.shape)
@@ -341,10 +346,11 @@ def dense_crf_probs(
 # ------------------------------------------------------------------------------------ reference
 
 
-def reference_mean_field(image: Any, unary: Any, crf: DenseCRF = DenseCRF()) -> np.ndarray:
+def reference_mean_field(image: Any, unary: Any, crf: DenseCRF | None = None) -> np.ndarray:
     """Brute-force mean-field: exact ``N x N`` kernel matrices in float64, ``Q`` (L, H, W).
 
     For tests on small images (memory ``2 N^2`` doubles)."""
+    crf = crf or DEFAULT_CRF
     u = torch.from_numpy(np.asarray(unary, dtype=np.float64))
     n_labels, h, w = u.shape
     image = _check_image(image, (h, w))
