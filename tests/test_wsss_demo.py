@@ -8,7 +8,7 @@ import pytest
 from bas.cli import main
 from bas.engine.compare import load_benchmark, method_config
 from bas.metrics import SegmentationEvaluator
-from bas.wsss.demo import EXTRA_KEYS, RECIPE, format_table, split_overrides, targets
+from bas.wsss.demo import EXTRA_KEYS, RECIPE, format_table, full_targets, split_overrides, targets
 from bas.wsss.masks import read_label_png
 
 
@@ -132,3 +132,54 @@ def test_small_backbone_and_unfrozen_cam():
     loss = cam(images).logits.sum()
     loss.backward()
     assert cam.mid.conv1.weight.grad is not None  # the stem trains
+
+
+@pytest.mark.slow
+def test_quick_full_chain_reports_every_stage(tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["wsss", "demo", "--quick", "--full", "--threads", "1", "--output", str(out), "--no-progress"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "refined mIoU" in printed and "segmentation mIoU" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["full"] is True and set(results["full_targets"]) == {"bas", "cam"}
+    voc = next((out / "data").iterdir()) / "VOCdevkit" / "VOC2012"
+    train_ids = (voc / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    for key in ("bas", "cam"):
+        r = results[key]
+        refined = out / "refined" / "seed0" / key
+        # the refined stage: IRN trained on the training split, the same network walks val and test
+        assert (refined / "train" / "irn.pt").is_file() and not (refined / "test" / "irn.pt").exists()
+        assert len(list((refined / "train" / "confident").glob("*.png"))) == len(train_ids)
+        evaluation = json.loads((refined / "test" / "evaluation.json").read_text())
+        assert evaluation["miou"] == r["refined_miou"] and evaluation["chosen_on"] == "select"
+        assert evaluation["threshold"] == r["refined_threshold"]
+        # the network trains on the training split's refined masks at that threshold
+        masks = sorted((out / "pseudo_masks" / "seed0" / key).glob("*.png"))
+        assert [m.stem for m in masks] == sorted(train_ids)
+        metrics = json.loads((out / "segnet" / "seed0" / key / "metrics.json").read_text())
+        assert metrics["results"]["test"]["miou"] == r["segmentation_miou"]
+        ft = results["full_targets"][key]
+        assert ft["refined_minus_seeds"] == pytest.approx(r["refined_miou"] - r["seed_miou"])
+        assert ft["segmentation_minus_refined"] == pytest.approx(r["segmentation_miou"] - r["refined_miou"])
+    assert "refined_miou" not in results["fused"]
+    # a second call reuses the runs, seeds, IRN and refined maps (the network is trained again)
+    assert main([*argv, "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "reusing" in printed and "0 written now" in printed
+    again = json.loads((out / "results.json").read_text())
+    assert again["bas"]["refined_miou"] == results["bas"]["refined_miou"]
+
+
+def test_full_targets_and_table():
+    row = {"threshold": 0.3, "val_miou": 1.0, "fg_precision": 1.0, "fg_recall": 1.0}
+    results = {
+        "bas": {**row, "seed_miou": 50.0, "refined_miou": 54.0, "segmentation_miou": 52.0},
+        "cam": {**row, "seed_miou": 45.0, "refined_miou": 47.0, "segmentation_miou": 47.5},
+        "fused": {**row, "seed_miou": 51.0},
+    }
+    t = full_targets(results)
+    assert t["bas"]["met"] and not t["cam"]["met"]  # CAM gains only 2 from refinement
+    assert not full_targets({**results, "bas": {**results["bas"], "segmentation_miou": 50.5}})["bas"]["met"]
+    table = format_table(results)
+    assert "refined mIoU" in table and "54.00" in table and "47.50" in table

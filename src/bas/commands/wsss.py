@@ -176,6 +176,12 @@ def add_parser(subparsers: Any) -> None:
     demo.add_argument(
         "--quick", action="store_true", help="a smoke run of seconds (its numbers mean nothing)"
     )
+    demo.add_argument(
+        "--full",
+        action="store_true",
+        help="go on for BAS and CAM: training-split seeds -> IRN-refined masks -> DeepLabV3, the test "
+        "mIoU of each stage",
+    )
     add_config_args(demo)
     add_device_args(demo)
     demo.set_defaults(func=run_demo)

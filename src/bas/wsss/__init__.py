@@ -1,7 +1,12 @@
 """Weakly supervised semantic segmentation (WSSS).
 
-So far: label masks as VOC palette PNGs. ``docs/segmentation.md`` describes the method and what
-exists; the segmentation metrics are in :mod:`bas.metrics`.
+The pipeline as steps, each with its own output folder (``docs/segmentation.md``):
+:mod:`~bas.wsss.seeds` (per-pixel seeds of a multi-label model) -> :mod:`~bas.wsss.evaluate`
+(their mIoU) -> :mod:`~bas.wsss.confident` and :mod:`~bas.wsss.crf` (confident labels) ->
+:mod:`~bas.wsss.irn` and :mod:`~bas.wsss.random_walk` (IRN refinement, :mod:`~bas.wsss.refine`)
+-> :mod:`~bas.wsss.segnet` (DeepLabV3 on the pseudo-masks); :mod:`~bas.wsss.demo` chains them on
+synthetic data. Label masks are VOC palette PNGs (:mod:`~bas.wsss.masks`, re-exported here); the
+segmentation metrics are in :mod:`bas.metrics`.
 """
 
 from bas.wsss.masks import (
