@@ -318,6 +318,8 @@ def refine_args(
 ) -> argparse.Namespace:
     """The arguments of ``bas wsss refine`` for one split: the training split trains IRN (trunk from
     ``checkpoint``), the others walk with its ``irn``."""
+    from bas.wsss.refine import CONFIDENT_BG, CONFIDENT_FG, DEFAULT_BG_THRESHOLD
+
     walk_only = split != irn.parent.name
     return argparse.Namespace(
         seeds=str(seeds),
@@ -326,10 +328,10 @@ def refine_args(
         output=str(output),
         confident=None,
         irn=str(irn) if walk_only else None,
-        fg_threshold=settings.get("fg_threshold", 0.30),
-        confident_bg_threshold=settings.get("confident_bg_threshold", 0.17),
+        fg_threshold=settings.get("fg_threshold", CONFIDENT_FG),
+        confident_bg_threshold=settings.get("confident_bg_threshold", CONFIDENT_BG),
         crf=settings.get("crf", "auto"),
-        bg_threshold=settings.get("bg_threshold", 0.22),
+        bg_threshold=settings.get("bg_threshold", DEFAULT_BG_THRESHOLD),
         backbone="resnet50",
         backbone_from=str(checkpoint),
         no_pretrained=False,
