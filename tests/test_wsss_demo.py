@@ -145,11 +145,14 @@ def test_quick_full_chain_reports_every_stage(tmp_path, capsys):
     assert results["full"] is True and set(results["full_targets"]) == {"bas", "cam"}
     voc = next((out / "data").iterdir()) / "VOCdevkit" / "VOC2012"
     train_ids = (voc / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    walk_steps = load_benchmark(RECIPE, quick=True, extra_keys=EXTRA_KEYS).extra["refine"]["walk_steps"]
     for key in ("bas", "cam"):
         r = results[key]
         refined = out / "refined" / "seed0" / key
         # the refined stage: IRN trained on the training split, the same network walks val and test
         assert (refined / "train" / "irn.pt").is_file() and not (refined / "test" / "irn.pt").exists()
+        walk = json.loads((refined / "test" / "seeds.json").read_text())["refined"]["walk"]
+        assert walk["steps"] == walk_steps and walk["radius"] == 5  # the recipe's walk reaches refine
         assert len(list((refined / "train" / "confident").glob("*.png"))) == len(train_ids)
         evaluation = json.loads((refined / "test" / "evaluation.json").read_text())
         assert evaluation["miou"] == r["refined_miou"] and evaluation["chosen_on"] == "select"

@@ -267,6 +267,25 @@ def test_refine_end_to_end_then_evaluate(seeded, tmp_path, capsys):
             S.read_seeds(S.seed_files(walked / "train", image_id)[0])[1],
             S.read_seeds(S.seed_files(split, image_id)[0])[1],
         )
+    # the walk's settings: recorded, used, and a change on the same folder refused
+    short = tmp_path / "short"
+    walk_opts = ["--walk-steps", "2", "--walk-radius", "3", "--walk-beta", "4", "--walk-power", "2"]
+    assert main(refine_args(seeds, short, ckpt, "--irn", str(split / "irn.pt"), *walk_opts)) == 0
+    walk = json.loads((short / "train" / "seeds.json").read_text())["refined"]["walk"]
+    assert walk == {"power": 2.0, "beta": 4.0, "steps": 2, "radius": 3}
+    changed = 0
+    for image_id in ids:
+        short_maps = S.read_seeds(S.seed_files(short / "train", image_id)[0])[1]
+        changed += not np.array_equal(short_maps, S.read_seeds(S.seed_files(split, image_id)[0])[1])
+    assert changed == len(ids)
+    assert main(refine_args(seeds, short, ckpt, "--irn", str(split / "irn.pt"), "--walk-steps", "3")) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_walk_settings_keep_the_defaults_of_what_is_not_given():
+    assert RF.walk_settings(steps=None, radius=None, beta=None, power=None) == RF.WalkSettings()
+    assert RF.walk_settings(steps=8, radius=None) == RF.WalkSettings(steps=8)
+    assert RF.WalkSettings().steps == 256 and RF.WalkSettings().radius == 5
 
 
 def test_refine_makes_confident_labels_through_the_confident_module(seeded, tmp_path, monkeypatch, capsys):

@@ -229,6 +229,18 @@ def add_refine_parser(sub: Any) -> None:
         default=0.22,
         help="background score of the refined masks (default 0.22)",
     )
+    walk = refine.add_argument_group("random walk (defaults: the reference's, for VOC-size images)")
+    walk.add_argument(
+        "--walk-steps",
+        type=positive_int,
+        metavar="N",
+        help="steps (default 256 = 2^8; fewer for small images, whose stride-4 grid a long walk over-smooths)",
+    )
+    walk.add_argument("--walk-radius", type=positive_int, metavar="R", help="pair radius (default 5)")
+    walk.add_argument("--walk-beta", type=positive_number, metavar="B", help="affinity exponent (default 10)")
+    walk.add_argument(
+        "--walk-power", type=positive_number, metavar="P", help="power of the seeds (default 1.5)"
+    )
     refine.add_argument(
         "--backbone", default="resnet50", help="IRN trunk: a torchvision ResNet (default resnet50)"
     )
@@ -257,7 +269,7 @@ def run_refine(args: argparse.Namespace) -> int:
 
     from bas.commands._common import resolve_device
     from bas.wsss.irn import IRNConfig
-    from bas.wsss.refine import refine_split
+    from bas.wsss.refine import refine_split, walk_settings
     from bas.wsss.seeds import read_manifest
 
     seeds_dir = _split_dir(Path(args.seeds), args.split)
@@ -295,6 +307,9 @@ def run_refine(args: argparse.Namespace) -> int:
             config=config,
             init="random" if args.no_pretrained else "imagenet",
             backbone_from=args.backbone_from,
+            walk=walk_settings(
+                power=args.walk_power, beta=args.walk_beta, steps=args.walk_steps, radius=args.walk_radius
+            ),
             bg_threshold=args.bg_threshold,
             fg_threshold=args.fg_threshold,
             confident_bg_threshold=args.confident_bg_threshold,

@@ -58,6 +58,11 @@ class WalkSettings:
     radius: int = RADIUS
 
 
+def walk_settings(**given: float | None) -> WalkSettings:
+    """:class:`WalkSettings` from the fields that are given (not ``None``); the rest keep their defaults."""
+    return WalkSettings(**{name: value for name, value in given.items() if value is not None})
+
+
 def refined_maps(
     stride4: torch.Tensor, boundary: torch.Tensor, size: tuple[int, int], walk: WalkSettings | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
