@@ -13,13 +13,13 @@ from PIL import Image
 from torchvision import tv_tensors
 
 import bas
-from bas.checkpoints import load_checkpoint
+from bas.checkpoints import load_checkpoint, save_model
 from bas.cli import main
 from bas.config import load_config
 from bas.data.synthetic_multi import make_multilabel_dataset
 from bas.data.transforms import segmentation_train_transform
 from bas.engine.train import Trainer
-from bas.errors import ConfigError
+from bas.errors import CheckpointError, ConfigError
 from bas.methods.deeplab import DeepLabV3Model, masked_cross_entropy
 from bas.wsss.masks import read_label_png, write_label_png
 from bas.wsss.segnet import evaluate_segmentation, segment
@@ -137,6 +137,27 @@ def test_a_training_step_lowers_the_loss(tiny_voc, tmp_path):
     after = trainer.model.state_dict()
     for prefix in ("mid.conv1.", "head.layer4.", "classifier.", "aux_classifier."):
         assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)), prefix
+
+
+def test_the_backbone_can_start_from_a_bas_wsol_checkpoint(tiny_voc, tmp_path):
+    torch.manual_seed(3)
+    source = bas.build_model("resnet18_os16", 3, method="multilabel_bas")
+    ckpt = tmp_path / "bas.safetensors"
+    save_model(ckpt, source, class_names=["a", "b", "c"])
+    trainer = Trainer(
+        _cfg(tiny_voc, tmp_path / "run", f"seg.weights_backbone={ckpt}"), progress=False, device="cpu"
+    )
+    ours, theirs = trainer.model.state_dict(), source.state_dict()
+    trunk = [k for k in theirs if k.startswith(("mid.", "head."))]
+    assert trunk and all(torch.equal(ours[k], theirs[k]) for k in trunk)
+    assert trainer.model.meta.extra["backbone_init"] == str(ckpt)
+    # another architecture's checkpoint is refused, naming the file
+    other = tmp_path / "r50.safetensors"
+    save_model(other, bas.build_model("resnet50", 3, method="bas"), class_names=["a", "b", "c"])
+    with pytest.raises(CheckpointError, match="r50.safetensors"):
+        Trainer(
+            _cfg(tiny_voc, tmp_path / "run2", f"seg.weights_backbone={other}"), progress=False, device="cpu"
+        )
 
 
 def test_without_the_auxiliary_loss_its_head_stays_frozen(tiny_voc, tmp_path):

@@ -153,7 +153,10 @@ class DeepLabV3(Method):
         "seg.aux_weight": Key("number", 0.5, min=0),
         "seg.output_stride": Key("int", 16, choices=OUTPUT_STRIDES),
         "seg.weights_backbone": Key(
-            "str", None, nullable=True, help="a torchvision weights name such as IMAGENET1K_V1, or a file"
+            "str",
+            None,
+            nullable=True,
+            help="a torchvision weights name such as IMAGENET1K_V1, a weights file, or a bas-wsol checkpoint",
         ),
         "seg.val_scales": Key("list", [1.0], item=Key("number", min=0, above=True)),
         "seg.val_flip": Key("bool", False),

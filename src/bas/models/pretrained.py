@@ -37,12 +37,15 @@ def load_imagenet_weights(model: nn.Module, path: str | Path | None = None) -> N
     is ignored. If its other keys are our backbone's names (torchvision ResNets and Inception v3)
     they are matched by name; otherwise (torchvision VGG16 ``features.N``, the MobileNetV1 file's
     ``N.M``) the tensors are assigned in order, as the authors did, and every shape is checked.
-    ``num_batches_tracked`` entries are optional. The method's new layers keep their init.
+    ``num_batches_tracked`` entries are optional. A ``.safetensors`` file is a bas-wsol checkpoint
+    whose backbone (of the same architecture) is taken by name, e.g. a trained classifier's trunk. The method's new layers keep their init.
     Inception v3 is used like the authors do, without torchvision's ``transform_input``.
     """
     if path is None:
         state = _torchvision_imagenet_state(model.arch)
         where = f"torchvision's ImageNet weights for {model.arch}"
+    elif Path(path).suffix == ".safetensors":  # a bas-wsol checkpoint: its backbone, by name
+        state, where = _checkpoint_backbone(path), f"the backbone of {path}"
     else:
         state = torch_load(path)
         where = str(path)
@@ -56,6 +59,14 @@ def load_imagenet_weights(model: nn.Module, path: str | Path | None = None) -> N
     else:
         mapped = assign_in_order(state, [k for k in model_keys if k.startswith(BACKBONE)], where)
     load_tensors(model, mapped, where, prefixes=BACKBONE)
+
+
+def _checkpoint_backbone(path: str | Path) -> dict[str, torch.Tensor]:
+    """The backbone tensors (``mid`` and ``head``) of a bas-wsol checkpoint, without the prefixes."""
+    from bas.checkpoints import load_checkpoint
+
+    state = load_checkpoint(str(path), map_location="cpu").state_dict()
+    return {k[len(p) :]: v for k, v in state.items() for p in BACKBONE if k.startswith(p)}
 
 
 def _torchvision_imagenet_state(arch: str) -> dict[str, torch.Tensor]:
