@@ -38,7 +38,8 @@ def load_imagenet_weights(model: nn.Module, path: str | Path | None = None) -> N
     they are matched by name; otherwise (torchvision VGG16 ``features.N``, the MobileNetV1 file's
     ``N.M``) the tensors are assigned in order, as the authors did, and every shape is checked.
     ``num_batches_tracked`` entries are optional. A ``.safetensors`` file is a bas-wsol checkpoint
-    whose backbone (of the same architecture) is taken by name, e.g. a trained classifier's trunk. The method's new layers keep their init.
+    whose backbone (of the same architecture) is taken by name, e.g. a trained classifier's trunk.
+    The method's new layers keep their init.
     Inception v3 is used like the authors do, without torchvision's ``transform_input``.
     """
     if path is None:
