@@ -7,8 +7,17 @@ import pytest
 
 from bas.cli import main
 from bas.engine.compare import load_benchmark, method_config
+from bas.errors import ConfigError
 from bas.metrics import SegmentationEvaluator
-from bas.wsss.demo import EXTRA_KEYS, RECIPE, format_table, full_targets, split_overrides, targets
+from bas.wsss.demo import (
+    EXTRA_KEYS,
+    RECIPE,
+    format_table,
+    full_targets,
+    refine_args,
+    split_overrides,
+    targets,
+)
 from bas.wsss.masks import read_label_png
 
 
@@ -172,6 +181,22 @@ def test_quick_full_chain_reports_every_stage(tmp_path, capsys):
     assert "reusing" in printed and "0 written now" in printed
     again = json.loads((out / "results.json").read_text())
     assert again["bas"]["refined_miou"] == results["bas"]["refined_miou"]
+
+
+def test_refine_settings_go_through_the_refine_commands_own_parser(tmp_path):
+    ckpt = tmp_path / "model.safetensors"
+    ckpt.write_bytes(b"")
+    irn = tmp_path / "refined" / "train" / "irn.pt"
+    args = refine_args(tmp_path, tmp_path / "out", "train", ckpt, {"walk_steps": 8, "lr": 0.05}, irn, "cpu")
+    assert (args.walk_steps, args.lr, args.irn, args.backbone_from) == (8, 0.05, None, str(ckpt))
+    assert (args.epochs, args.crop_size, args.walk_radius) == (3, 512, None)  # the command's defaults
+    irn.parent.mkdir(parents=True)
+    irn.write_bytes(b"")
+    assert refine_args(tmp_path, tmp_path / "out", "val", ckpt, {}, irn, "cpu").irn == str(irn)
+    with pytest.raises(ConfigError, match="walk-stepz"):
+        refine_args(tmp_path, tmp_path / "out", "train", ckpt, {"walk_stepz": 8}, irn, "cpu")
+    with pytest.raises(ConfigError, match="--walk-steps: must be an integer >= 1"):
+        refine_args(tmp_path, tmp_path / "out", "train", ckpt, {"walk_steps": 0}, irn, "cpu")
 
 
 def test_full_targets_and_table():

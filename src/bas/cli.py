@@ -77,15 +77,21 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_command(argv: list[str]) -> argparse.Namespace:
+    """The parsed ``bas`` command line ``argv``; a mistake raises :class:`bas.errors.UsageError`
+    (one line) instead of printing the usage and exiting."""
+    token = _ONE_LINE.set(True)
+    try:
+        return build_parser(argv).parse_args(argv)
+    finally:
+        _ONE_LINE.reset(token)
+
+
 def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("BAS_DEBUG", "") not in ("", "0")
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
-        token = _ONE_LINE.set(True)
-        try:
-            args = build_parser(argv).parse_args(argv)
-        finally:
-            _ONE_LINE.reset(token)
+        args = parse_command(argv)
         debug = debug or args.debug
         code = args.func(args)
     except KeyboardInterrupt:

@@ -316,38 +316,23 @@ def full_chain(
 def refine_args(
     seeds: Path, output: Path, split: str, checkpoint: Path, settings: dict, irn: Path, device: str
 ) -> argparse.Namespace:
-    """The arguments of ``bas wsss refine`` for one split: the training split trains IRN (trunk from
-    ``checkpoint``), the others walk with its ``irn``."""
-    from bas.wsss.refine import CONFIDENT_BG, CONFIDENT_FG, DEFAULT_BG_THRESHOLD
+    """The arguments of ``bas wsss refine`` for one split, parsed by the command's own parser (its
+    defaults and checks): the recipe's ``refine`` keys are its options (``walk_steps`` is
+    ``--walk-steps``). The training split trains IRN (trunk from ``checkpoint``), the others walk
+    with its ``irn``."""
+    from bas.cli import parse_command
+    from bas.errors import ConfigError, UsageError
 
-    walk_only = split != irn.parent.name
-    return argparse.Namespace(
-        seeds=str(seeds),
-        split=split,
-        data_root=None,
-        output=str(output),
-        confident=None,
-        irn=str(irn) if walk_only else None,
-        fg_threshold=settings.get("fg_threshold", CONFIDENT_FG),
-        confident_bg_threshold=settings.get("confident_bg_threshold", CONFIDENT_BG),
-        crf=settings.get("crf", "auto"),
-        bg_threshold=settings.get("bg_threshold", DEFAULT_BG_THRESHOLD),
-        walk_steps=settings.get("walk_steps"),
-        walk_radius=settings.get("walk_radius"),
-        walk_beta=settings.get("walk_beta"),
-        walk_power=settings.get("walk_power"),
-        backbone="resnet50",
-        backbone_from=str(checkpoint),
-        no_pretrained=False,
-        epochs=int(settings.get("epochs", 3)),
-        crop_size=int(settings.get("crop_size", 512)),
-        batch_size=int(settings.get("batch_size", 32)),
-        lr=float(settings.get("lr", 0.1)),
-        seed=0,
-        workers=0,
-        device=device,
-        no_progress=True,
-    )
+    argv = ["wsss", "refine", "--seeds", str(seeds), "--split", split, "--output", str(output)]
+    argv += ["--backbone-from", str(checkpoint), "--device", device, "--no-progress"]
+    if split != irn.parent.name:
+        argv += ["--irn", str(irn)]
+    for key, value in settings.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    try:
+        return parse_command(argv)
+    except UsageError as exc:
+        raise ConfigError(f"the demo's refine step (recipe section refine: {settings}): {exc}") from None
 
 
 def write_masks(refined: Path, masks: Path, threshold: float) -> None:
