@@ -183,6 +183,7 @@ def test_interrupted_generation_leaves_nothing(tmp_path: Path, monkeypatch: pyte
         {"test_fraction": 1.0},
         {"body_reliability": 1.5},
         {"num_classes": 2.5},
+        {"striped_background": "no"},
     ],
 )
 def test_invalid_parameters(tmp_path: Path, kwargs: dict) -> None:
@@ -224,6 +225,35 @@ def test_body_reliability_controls_body_texture() -> None:
     never = SyntheticSpec(4, 5, 48, seed=0, body_reliability=0.0)
     assert all(render_sample(always, i).body_label == i // 5 for i in labels)
     assert all(render_sample(never, i).body_label != i // 5 for i in labels)
+
+
+def test_striped_background_only_changes_background_textures(monkeypatch: pytest.MonkeyPatch) -> None:
+    kinds: list[str] = []
+    sample_texture = synthetic._Texture.sample
+
+    def recording(rng: np.random.Generator, size: int, kind: str) -> synthetic._Texture:
+        kinds.append(kind)
+        return sample_texture(rng, size, kind)
+
+    monkeypatch.setattr(synthetic._Texture, "sample", staticmethod(recording))
+    striped = SyntheticSpec(4, 5, 64, seed=2)
+    plain = SyntheticSpec(4, 5, 64, seed=2, striped_background=False)
+    differs = 0
+    for i in range(striped.num_images):
+        kinds.clear()
+        a = render_sample(striped, i)
+        striped_kinds = list(kinds)
+        kinds.clear()
+        b = render_sample(plain, i)
+        assert "stripes" not in kinds
+        # Same random draws: the same object, part, distractor shapes and object pixels.
+        assert len(kinds) == len(striped_kinds)
+        assert [k for k in kinds if k == "flat"] == [k for k in striped_kinds if k == "flat"]
+        assert (a.label, a.body_label, a.box, a.part_box) == (b.label, b.body_label, b.box, b.part_box)
+        assert np.array_equal(a.mask, b.mask) and np.array_equal(a.distractor_mask, b.distractor_mask)
+        assert np.array_equal(a.image[a.mask], b.image[b.mask])
+        differs += "stripes" in striped_kinds and not np.array_equal(a.image, b.image)
+    assert differs > 0  # the default does draw striped distractors or fields
 
 
 def test_generation_is_fast() -> None:

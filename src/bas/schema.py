@@ -241,6 +241,7 @@ CORE: dict[str, Key] = {
     "data.synthetic.image_size": Key("int", min=16),
     "data.synthetic.seed": NON_NEGATIVE,
     "data.synthetic.body_reliability": FRACTION,
+    "data.synthetic.striped_background": Key("bool", help="distractors and background fields may be striped"),
     "optim.lr": Key("number", min=0, above=True),
     "optim.momentum": Key("number", min=0, max=1),
     "optim.nesterov": Key("bool"),

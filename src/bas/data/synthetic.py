@@ -28,7 +28,11 @@ What an image contains
   distractor shapes (1%-8% of the image each) drawn from one pool shared by every class (flat,
   stripes of random orientation, dots, checker; palette colours, so stripes and colours alone do
   not reveal the object). Distractors never overlap the object (they keep a
-  small gap), and no background element uses the saturated part hues.
+  small gap), and no background element uses the saturated part hues. With
+  ``striped_background=False`` neither the distractors nor the faint texture are striped (their
+  stripe draws become dots or checker, with the same random draws otherwise), so stripes mark
+  objects only: a map that spreads from a body into striped clutter is then no longer an
+  ambiguity of the data. Colours still do not reveal the object.
 
 Files written under ``root`` (CUB-200-2011 release conventions, ids 1-based, class-major order)::
 
@@ -132,6 +136,7 @@ class SyntheticSpec:
     test_fraction: float = 0.3
     body_reliability: float = 0.7
     jpeg_quality: int = 95
+    striped_background: bool = True
 
     def validate(self) -> None:
         def bad(msg: str) -> BASError:
@@ -155,6 +160,8 @@ class SyntheticSpec:
             raise bad(f"body_reliability must be in [0, 1], got {self.body_reliability}")
         if not 1 <= self.jpeg_quality <= 100:
             raise bad(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        if not isinstance(self.striped_background, (bool, np.bool_)):
+            raise bad(f"striped_background must be true or false, got {self.striped_background!r}")
 
     @property
     def num_images(self) -> int:
@@ -455,6 +462,13 @@ class _Texture:
         return self.c1 + (self.c2 - self.c1) * t[..., None]
 
 
+#: Texture kinds of the faint full-image field and of the distractors, by ``striped_background``.
+_BACKGROUND_KINDS = {
+    True: (("stripes", "dots", "checker"), ("flat", "stripes", "stripes", "dots", "checker")),
+    False: (("dots", "checker", "dots"), ("flat", "dots", "checker", "dots", "checker")),
+}
+
+
 def render_sample(spec: SyntheticSpec, index: int, styles: Sequence[ClassStyle] | None = None) -> Sample:
     """Render image ``index`` (0-based, class-major) of ``spec`` in memory."""
     if not 0 <= index < spec.num_images:
@@ -478,8 +492,11 @@ def render_sample(spec: SyntheticSpec, index: int, styles: Sequence[ClassStyle] 
     lum = _smooth_noise(rng, size, 4, 0.08)
     img = img + lum[..., :1] + 0.4 * lum[..., 1:2] * np.array([1.0, -0.5, -0.5], np.float32)
     img = img + _smooth_noise(rng, size, max(4, size // 10), 0.035)
+    # Without striped backgrounds the stripe draws become dots or checker (the same number of
+    # random draws, so everything else in the image stays as it would be).
+    field_kinds, distractor_kinds = _BACKGROUND_KINDS[bool(spec.striped_background)]
     if rng.random() < 0.5:
-        field = _Texture.sample(rng, size, str(rng.choice(["stripes", "dots", "checker"])))
+        field = _Texture.sample(rng, size, str(rng.choice(field_kinds)))
         alpha = rng.uniform(0.15, 0.35)
         img = (1.0 - alpha) * img + alpha * field.colors(xs, ys)
 
@@ -494,9 +511,7 @@ def render_sample(spec: SyntheticSpec, index: int, styles: Sequence[ClassStyle] 
     keep_out = _dilate(mask, max(2, round(size / 50)))
     distractors = np.zeros_like(mask)
     for _ in range(int(rng.integers(3, 7))):
-        texture = _Texture.sample(
-            rng, size, str(rng.choice(["flat", "stripes", "stripes", "dots", "checker"]))
-        )
+        texture = _Texture.sample(rng, size, str(rng.choice(distractor_kinds)))
         area = rng.uniform(0.01, 0.08) * size * size
         aspect = math.exp(rng.uniform(0.0, math.log(3.0)))
         a = math.sqrt(area / math.pi * aspect)
@@ -567,6 +582,7 @@ def make_dataset(
     test_fraction: float = 0.3,
     body_reliability: float = 0.7,
     jpeg_quality: int = 95,
+    striped_background: bool = True,
     overwrite: bool = False,
 ) -> Path:
     """Write the synthetic dataset to ``root`` (CUB-200-2011 layout) and return ``root``.
@@ -585,6 +601,7 @@ def make_dataset(
         test_fraction=test_fraction,
         body_reliability=body_reliability,
         jpeg_quality=jpeg_quality,
+        striped_background=striped_background,
     )
     spec.validate()
     root = Path(root).expanduser().absolute()
