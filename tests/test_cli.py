@@ -372,3 +372,32 @@ def test_default_dataset_is_the_checkpoints(meta, expected):
     assert trained_dataset(meta) == expected
     for command in ("evaluate", "explore"):
         assert parse([command, "--checkpoint", "m", "--data-root", "d"]).dataset is None
+
+
+@pytest.mark.parametrize(
+    ("trained", "kind", "expected"),
+    [
+        ("synthetic", "cub", {"val_per_class": 20}),  # the synthetic folder read as CUB: the run's val split
+        ("synthetic", "synthetic", {"val_per_class": 20}),
+        ("cub", "cub", {"val_per_class": 20}),
+        ("cub", "ilsvrc", {}),  # another format's options do not apply
+        ("no-such-kind", "cub", {}),
+    ],
+)
+def test_trained_options_follow_the_data_kind(trained, kind, expected):
+    from bas.commands._common import trained_options
+
+    meta = {"config": {"data": {"dataset": trained, "options": {"val_per_class": 20}}}}
+    assert trained_options(meta, kind) == expected
+
+
+def test_evaluate_keeps_a_synthetic_runs_val_split():
+    """``bas evaluate`` of a demo checkpoint selects on the run's own val split, not CUB's default one."""
+    from bas.commands.evaluate import evaluation_config
+
+    meta = {"config": {"data": {"dataset": "synthetic", "options": {"val_per_class": 20}}}}
+    args = parse(["evaluate", "--checkpoint", "m", "--data-root", "d", "--select-on", "val"])
+    cfg = evaluation_config(meta, args)
+    assert cfg["data"]["dataset"] == "cub" and cfg["data"]["options"] == {"val_per_class": 20}
+    args = parse(["evaluate", "--checkpoint", "m", "--data-root", "d", "--dataset", "ilsvrc"])
+    assert evaluation_config(meta, args)["data"]["options"] == {}

@@ -151,6 +151,24 @@ def trained_dataset(meta: dict[str, Any]) -> str:
     return "cub" if kind == "synthetic" else kind
 
 
+def trained_options(meta: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The checkpoint's ``data.options`` that apply when its data is read as ``kind``: all of them for
+    the kind it was trained on; for another kind, those both formats declare alike (the synthetic data
+    read as ``cub`` keeps the run's val split), none otherwise. Imports the format registry (no torch)."""
+    from bas.data.formats.registry import get_format
+
+    data = (meta.get("config") or {}).get("data") or {}
+    options = dict(data.get("options") or {})
+    trained = data.get("dataset") or "cub"
+    if kind == trained:
+        return options
+    try:
+        before, after = get_format(trained).options, get_format(kind).options
+    except Exception:  # an unknown kind: its options cannot be matched
+        return {}
+    return {k: v for k, v in options.items() if k in after and after[k] is before.get(k)}
+
+
 def add_dataset_arg(parser, *, help: str, kind=dataset_kind, metavar: str = "KIND", **kwargs) -> None:
     parser.add_argument("--dataset", type=kind, metavar=metavar, help=help, **kwargs)
 

@@ -24,6 +24,8 @@ from bas.commands._common import (
     positive_int,
     resolve_device,
     step_fraction,
+    trained_dataset,
+    trained_options,
 )
 from bas.commands.wsss import add_seed_options
 
@@ -155,10 +157,9 @@ def evaluation_config(
     cfg = default_config()
     trained = recipe or meta.get("config") or {}
     cfg = merge(cfg, known_part({k: v for k, v in trained.items() if k in ("data", "eval")}, cfg))
-    dataset = args.dataset or ("cub" if cfg["data"]["dataset"] == "synthetic" else cfg["data"]["dataset"])
-    if dataset != cfg["data"]["dataset"]:
-        cfg["data"]["options"] = {}  # the options of another dataset kind do not apply
-    cfg["data"].update(dataset=dataset, root=args.data)
+    source = {"config": trained}
+    dataset = args.dataset or trained_dataset(source)
+    cfg["data"].update(dataset=dataset, root=args.data, options=trained_options(source, dataset))
     if meta.get("input_size"):
         cfg["data"]["input_size"] = int(meta["input_size"])
     if meta.get("resize_size"):

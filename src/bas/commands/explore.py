@@ -16,6 +16,7 @@ from bas.commands._common import (
     positive_int,
     resolve_device,
     trained_dataset,
+    trained_options,
 )
 from bas.errors import BASError
 
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     transform = test_transform(
         meta["input_size"], meta["resize_size"], mode=args.test_mode, mean=meta["mean"], std=meta["std"]
     )
-    dataset = build_dataset(args.dataset or trained_dataset(meta), args.data, args.split, transform)
+    kind = args.dataset or trained_dataset(meta)
+    dataset = build_dataset(kind, args.data, args.split, transform, **trained_options(meta, kind))
     if len(dataset) == 0:
         raise BASError(f"split {args.split!r} of {args.data} has no images")
     check_num_classes(dataset, model.num_classes, "the checkpoint")
