@@ -45,9 +45,11 @@ def test_demo_quick_compare_end_to_end(tmp_path, capsys):
     # the table: both methods, their difference and the whole-image baseline
     rows = {line.split("  ")[0].strip(): line for line in printed.splitlines() if "  " in line}
     assert {"CAM", "BAS", "BAS - CAM", "whole-image box"} <= set(rows)
-    # the evaluated checkpoint is named, and told apart from the trainer's best
+    # the evaluated checkpoint (the epoch best on val, as the benchmark) is named, and told apart from
+    # the final model
     final, best = out / "run" / "model.safetensors", out / "run" / "best.safetensors"
-    assert f"evaluated checkpoint: {final}" in printed and f"not evaluated: {best}" in printed
+    assert f"evaluated checkpoint: {best} (epoch 1, val MaxBoxAccV2 " in printed
+    assert f"not evaluated: {final} (epoch 1, val MaxBoxAccV2 " in printed and "the final model" in printed
     assert "wall time" in printed and "CPU time" in printed and "1 torch thread(s)" in printed
 
     metrics = json.loads((results / "metrics.json").read_text())
@@ -55,9 +57,9 @@ def test_demo_quick_compare_end_to_end(tmp_path, capsys):
         assert 0.0 <= metrics[key] <= 100.0, key
     assert metrics["selected_on"]["split"] == "val"
     assert metrics["threshold"] == metrics["selected_on"]["threshold"]
-    assert metrics["checkpoint"] == str(final) and metrics["checkpoint_choice"]["trainer_best"][
-        "path"
-    ] == str(best)
+    choice = metrics["checkpoint_choice"]
+    assert metrics["checkpoint"] == str(best) == choice["path"] == choice["trainer_best"]["path"]
+    assert choice["final"]["path"] == str(final) and choice["epoch"] == choice["final"]["epoch"] == 1
     assert metrics["seed"] == 1 and metrics["threads"] == 1
     assert 0.0 <= metrics["whole_image"]["MaxBoxAccV2"] <= 100.0
     assert f"{metrics['whole_image']['MaxBoxAccV2']:.2f}" in rows["whole-image box"]
@@ -78,7 +80,7 @@ def test_demo_quick_compare_end_to_end(tmp_path, capsys):
         [
             "evaluate",
             "--checkpoint",
-            str(final),
+            str(best),
             "--data",
             str(out / "data"),
             "--select-on",

@@ -22,9 +22,9 @@ from bas.commands._common import (
 
 #: Why the demo evaluates the checkpoint it does (the benchmark file's ``checkpoint`` setting).
 WHY = {
-    "final": "the final model, as `bas benchmark synthetic` evaluates it; the trainer's best.safetensors "
-    "is chosen on a val split of 40 images, where early maps can score well before the classifier has learnt",
-    "best": "the trainer's best on val, as the benchmark file asks (checkpoint: best)",
+    "final": "the final model, as the benchmark file asks (checkpoint: final)",
+    "best": "the epoch best on val {metric} (the trainer's best.safetensors), as `bas benchmark synthetic` "
+    "evaluates it; late in training the maps shrink as the classifier saturates",
 }
 
 
@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
         help="train and evaluate BAS on the built-in synthetic data (CPU, minutes)",
         description="Generates the synthetic WSOL dataset if missing, trains BAS with the recipe of "
         "`bas benchmark synthetic` (configs/demo.yaml), chooses the threshold on the held-out val "
-        "split, evaluates the final model on test and writes metrics.json and a grid of heatmap/box "
+        "split, evaluates the epoch best on val on test and writes metrics.json and a grid of heatmap/box "
         "overlays. --compare also trains CAM on the same data and seed and draws both side by side.",
     )
     add_output_arg(
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from bas.checkpoints import load_checkpoint, read_checkpoint_metadata
     from bas.engine import compare
     from bas.engine.evaluate import write_evaluation
-    from bas.engine.train import BEST
+    from bas.engine.train import BEST, FINAL
     from bas.io import write_json
 
     out = Path(args.output)
@@ -94,20 +94,21 @@ def run(args: argparse.Namespace) -> int:
     bas, cfg = runs["BAS"], configs["BAS"]
     whole = compare.whole_image_baseline(cfg)
 
-    # What was evaluated, and the trainer's `best` for contrast.
-    final_meta = read_checkpoint_metadata(bas.checkpoint).get("metrics") or {}
-    best_path = bas.run_dir / BEST
-    best_meta = (read_checkpoint_metadata(best_path).get("metrics") or {}) if best_path.is_file() else {}
+    # What was evaluated, and the other checkpoint of the run (final model or trainer's best) for contrast.
+    def describe(path: Path) -> dict:
+        meta = (read_checkpoint_metadata(path).get("metrics") or {}) if path.is_file() else {}
+        metric = meta.get("select_metric") or cfg["eval"]["select_metric"]
+        score = (meta.get("val") or {}).get(metric)
+        return {"path": str(path) if path.is_file() else None, "epoch": meta.get("epoch"), "val": score,
+                "select_metric": metric}  # fmt: skip
+
+    best_path, final_path = bas.run_dir / BEST, bas.run_dir / FINAL
+    other = final_path if bas.checkpoint == best_path else best_path
     checkpoint = {
-        "path": str(bas.checkpoint),
-        "epoch": final_meta.get("epoch"),
-        "why": WHY[bench.checkpoint],
-        "trainer_best": {
-            "path": str(best_path) if best_meta else None,
-            "epoch": best_meta.get("epoch"),
-            "select_metric": best_meta.get("select_metric"),
-            "val": (best_meta.get("val") or {}).get(best_meta.get("select_metric")),
-        },
+        **describe(bas.checkpoint),
+        "why": WHY[bench.checkpoint].format(metric=cfg["eval"]["select_metric"]),
+        "trainer_best": describe(best_path),
+        "final": describe(final_path),
     }
 
     results = out / "results"
@@ -161,15 +162,20 @@ def run(args: argparse.Namespace) -> int:
         f"{compare.WHOLE_IMAGE}: one box covering the whole image, the score of a method that localizes nothing"
     )
     print()
-    epoch = f" (epoch {checkpoint['epoch']})" if checkpoint["epoch"] is not None else ""
-    print(f"evaluated checkpoint: {bas.checkpoint}{epoch}: {checkpoint['why']}")
-    tb = checkpoint["trainer_best"]
-    if tb["path"] and tb["path"] != str(bas.checkpoint):
-        score = f" {tb['val']:.2f}" if isinstance(tb["val"], (int, float)) else ""
-        print(
-            f"not evaluated: {tb['path']} (the trainer's best: epoch {tb['epoch']}, "
-            f"val {tb['select_metric']}{score})"
+
+    def said(entry: dict) -> str:
+        val = (
+            f", val {entry['select_metric']} {entry['val']:.2f}"
+            if isinstance(entry["val"], (int, float))
+            else ""
         )
+        return f" (epoch {entry['epoch']}{val})" if entry["epoch"] is not None else ""
+
+    print(f"evaluated checkpoint: {bas.checkpoint}{said(checkpoint)}: {checkpoint['why']}")
+    entry = checkpoint["final" if other == final_path else "trainer_best"]
+    if entry["path"]:
+        name = "the final model" if other == final_path else "the trainer's best on val"
+        print(f"not evaluated: {other}{said(entry)}, {name}")
     for path in files:
         print(f"wrote {path}")
     print(f"wall time {wall:.0f} s, CPU time {cpu:.0f} s ({threads} torch thread(s), device {device})")
