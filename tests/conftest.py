@@ -10,3 +10,19 @@ def _few_threads():
     torch.manual_seed(0)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def texture_kinds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The kinds of the synthetic generators' textures, in drawing order (a list to clear and read)."""
+    from bas.data import synthetic
+
+    kinds: list[str] = []
+    sample_texture = synthetic._Texture.sample
+
+    def recording(rng, size: int, kind: str):
+        kinds.append(kind)
+        return sample_texture(rng, size, kind)
+
+    monkeypatch.setattr(synthetic._Texture, "sample", staticmethod(recording))
+    return kinds

@@ -227,15 +227,8 @@ def test_body_reliability_controls_body_texture() -> None:
     assert all(render_sample(never, i).body_label != i // 5 for i in labels)
 
 
-def test_striped_background_only_changes_background_textures(monkeypatch: pytest.MonkeyPatch) -> None:
-    kinds: list[str] = []
-    sample_texture = synthetic._Texture.sample
-
-    def recording(rng: np.random.Generator, size: int, kind: str) -> synthetic._Texture:
-        kinds.append(kind)
-        return sample_texture(rng, size, kind)
-
-    monkeypatch.setattr(synthetic._Texture, "sample", staticmethod(recording))
+def test_striped_background_only_changes_background_textures(texture_kinds: list[str]) -> None:
+    kinds = texture_kinds
     striped = SyntheticSpec(4, 5, 64, seed=2)
     plain = SyntheticSpec(4, 5, 64, seed=2, striped_background=False)
     differs = 0

@@ -61,6 +61,28 @@ def test_an_image_does_not_depend_on_the_others():
     assert a.objects == b.objects
 
 
+def test_striped_background_only_changes_background_textures(texture_kinds):
+    """Without striped backgrounds, no stripe texture outside the objects; the same random draws, so
+    the same objects, labels and object pixels."""
+    kinds = texture_kinds
+    striped = MultiLabelSpec(num_classes=4, train_images=12, val_images=0, test_images=0, image_size=64)
+    plain = replace(striped, striped_background=False)
+    differs = 0
+    for i in range(striped.num_images):
+        kinds.clear()
+        a = render_multilabel_sample(striped, i)
+        striped_kinds = list(kinds)
+        kinds.clear()
+        b = render_multilabel_sample(plain, i)
+        assert "stripes" not in kinds and len(kinds) == len(striped_kinds)
+        assert a.objects == b.objects
+        np.testing.assert_array_equal(a.labels, b.labels)
+        objects = (a.labels > 0) & (a.labels != IGNORE_INDEX)
+        np.testing.assert_array_equal(a.image[objects], b.image[objects])
+        differs += "stripes" in striped_kinds and not np.array_equal(a.image, b.image)
+    assert differs > 0  # the default does draw striped distractors or fields
+
+
 def test_layout(dataset):
     voc = dataset / VOC_SUBDIR
     splits = {s: _ids(voc, s) for s in ("train", "val", "test", "trainval")}
@@ -191,6 +213,7 @@ def test_reuse_refuse_and_overwrite(dataset, tmp_path):
         ({"images_per_split": {"val": 2}}, "train_images must be >= 1"),
         ({"image_size": 32}, "image_size must be >= 64"),
         ({"seed": 1.5}, "seed must be an integer"),
+        ({"striped_background": "no"}, "striped_background must be true or false"),
     ],
 )
 def test_bad_parameters(tmp_path, change, message):

@@ -24,6 +24,8 @@ What an image contains
   always the object's own class.
 * **Background and distractors as in the WSOL set**: palette gradient, blotchy noise, sometimes
   a faint texture, and 2-5 distractor shapes from the class-free pool, never touching an object.
+  With ``striped_background=False`` neither is striped (dots or checker instead, with the same
+  random draws), so stripes mark objects only.
 
 Files written under ``root`` (VOC 2012 conventions)::
 
@@ -65,6 +67,7 @@ import numpy as np
 from PIL import Image
 
 from bas.data.synthetic import (
+    _BACKGROUND_KINDS,
     _PALETTE,
     PART_AREA_RANGE,
     ClassStyle,
@@ -137,6 +140,7 @@ class MultiLabelSpec:
     body_reliability: float = 0.7
     ignore_width: int = 1
     jpeg_quality: int = 95
+    striped_background: bool = True
 
     def validate(self) -> None:
         def bad(msg: str) -> BASError:
@@ -150,6 +154,8 @@ class MultiLabelSpec:
                 raise bad(f"{name} must be {f'in {lo}..{hi}' if hi is not None else f'>= {lo}'}, got {value}")
         if not 0.0 <= self.body_reliability <= 1.0:
             raise bad(f"body_reliability must be in [0, 1], got {self.body_reliability}")
+        if not isinstance(self.striped_background, (bool, np.bool_)):
+            raise bad(f"striped_background must be true or false, got {self.striped_background!r}")
 
     @property
     def num_images(self) -> int:
@@ -271,8 +277,10 @@ def _place_objects(
     return placed
 
 
-def _background(rng: np.random.Generator, size: int, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Palette gradient, blotchy noise and, half of the time, a faint full-image texture."""
+def _background(
+    rng: np.random.Generator, size: int, xs: np.ndarray, ys: np.ndarray, kinds: Sequence[str]
+) -> np.ndarray:
+    """Palette gradient, blotchy noise and, half of the time, a faint full-image texture of ``kinds``."""
     ca, cb = (_jitter(rng, _PALETTE[rng.integers(len(_PALETTE))], 0.1) for _ in range(2))
     angle = rng.uniform(0.0, 2.0 * math.pi)
     g = (xs * math.cos(angle) + ys * math.sin(angle)) / size
@@ -282,19 +290,24 @@ def _background(rng: np.random.Generator, size: int, xs: np.ndarray, ys: np.ndar
     img = ca + (cb - ca) * g[..., None] + noise[..., :1] + tint
     img = img + _smooth_noise(rng, size, max(4, size // 10), 0.035)
     if rng.random() < 0.5:
-        kind = str(rng.choice(["stripes", "dots", "checker"]))
+        kind = str(rng.choice(kinds))
         alpha = rng.uniform(0.15, 0.35)
         img = (1.0 - alpha) * img + alpha * _Texture.sample(rng, size, kind).colors(xs, ys)
     return img
 
 
 def _add_distractors(
-    rng: np.random.Generator, img: np.ndarray, keep_out: np.ndarray, xs: np.ndarray, ys: np.ndarray
+    rng: np.random.Generator,
+    img: np.ndarray,
+    keep_out: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    kinds: Sequence[str],
 ) -> None:
-    """Paint 2-5 class-free shapes (0.5%-4% of the image each) that do not touch ``keep_out``."""
+    """Paint 2-5 class-free shapes of texture ``kinds`` (0.5%-4% of the image each) that do not
+    touch ``keep_out``."""
     size = img.shape[0]
     for _ in range(int(rng.integers(2, 6))):
-        kinds = ["flat", "stripes", "stripes", "dots", "checker"]
         texture = _Texture.sample(rng, size, str(rng.choice(kinds)))
         area = rng.uniform(0.005, 0.04) * size * size
         aspect = math.exp(rng.uniform(0.0, math.log(3.0)))
@@ -332,14 +345,15 @@ def render_multilabel_sample(
     size = spec.image_size
     xs, ys = _grid(size)
     rng = np.random.default_rng([spec.seed, 2, index])
-    img = _background(rng, size, xs, ys)
+    field_kinds, distractor_kinds = _BACKGROUND_KINDS[bool(spec.striped_background)]
+    img = _background(rng, size, xs, ys, field_kinds)
     placed = _place_objects(rng, spec, xs, ys)
     instances = np.zeros((size, size), dtype=np.uint8)
     for n, obj in enumerate(placed):
         instances[obj.mask] = n + 1
 
     keep_out = _dilate(instances > 0, max(2, round(size / 50)))
-    _add_distractors(rng, img, keep_out, xs, ys)
+    _add_distractors(rng, img, keep_out, xs, ys, distractor_kinds)
 
     # Paint bodies and parts in drawing order; later objects cover earlier ones.
     objects, part_mask = [], np.zeros((size, size), dtype=bool)
@@ -543,6 +557,7 @@ def make_multilabel_dataset(
     body_reliability: float = 0.7,
     ignore_width: int = 1,
     jpeg_quality: int = 95,
+    striped_background: bool = True,
     overwrite: bool = False,
 ) -> Path:
     """Write the synthetic segmentation dataset to ``root`` (VOC 2012 layout) and return ``root``.
@@ -562,6 +577,7 @@ def make_multilabel_dataset(
         body_reliability=body_reliability,
         ignore_width=ignore_width,
         jpeg_quality=jpeg_quality,
+        striped_background=striped_background,
     )
     root = Path(root).expanduser().absolute()
     if _check_existing(root, spec, overwrite):
