@@ -156,6 +156,7 @@ def trained_options(meta: dict[str, Any], kind: str) -> dict[str, Any]:
     the kind it was trained on; for another kind, those both formats declare alike (the synthetic data
     read as ``cub`` keeps the run's val split), none otherwise. Imports the format registry (no torch)."""
     from bas.data.formats.registry import get_format
+    from bas.errors import ConfigError
 
     data = (meta.get("config") or {}).get("data") or {}
     options = dict(data.get("options") or {})
@@ -164,7 +165,7 @@ def trained_options(meta: dict[str, Any], kind: str) -> dict[str, Any]:
         return options
     try:
         before, after = get_format(trained).options, get_format(kind).options
-    except Exception:  # an unknown kind: its options cannot be matched
+    except ConfigError:  # an unknown kind: its options cannot be matched
         return {}
     return {k: v for k, v in options.items() if k in after and after[k] is before.get(k)}
 

@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
         meta = (read_checkpoint_metadata(path).get("metrics") or {}) if path.is_file() else {}
         metric = meta.get("select_metric") or cfg["eval"]["select_metric"]
         score = (meta.get("val") or {}).get(metric)
-        return {"path": str(path) if path.is_file() else None, "epoch": meta.get("epoch"), "val": score,
-                "select_metric": metric}  # fmt: skip
+        found = str(path) if path.is_file() else None
+        return {"path": found, "epoch": meta.get("epoch"), "val": score, "select_metric": metric}
 
     best_path, final_path = bas.run_dir / BEST, bas.run_dir / FINAL
     other = final_path if bas.checkpoint == best_path else best_path
