@@ -638,3 +638,38 @@ def test_warmup_epochs_train_the_classification_term_only(tiny_voc, tmp_path, mo
     before, after, steps = run(1, "half")  # epoch 2 adds the erase terms: the generator learns
     assert not torch.equal(before, after)
     assert steps[0]["loss"] == pytest.approx(steps[0]["cls"]) and steps[-1]["loss"] > steps[-1]["cls"]
+
+
+@pytest.mark.slow
+def test_validation_by_seed_miou_scores_the_seeds_at_scale_one(tiny_voc, tmp_path):
+    """``eval.select_metric: seed_miou`` logs the val seeds' best-threshold mIoU, the number
+    ``bas wsss seeds --scales 1`` (with flip) and the evaluation's confusions give on val."""
+    from bas.cli import main
+    from bas.wsss.evaluate import STANDARD_GRID, best_threshold, curve, split_confusions
+
+    run = tmp_path / "run"
+    assert main(tiny_run_args(tiny_voc, run, "eval.select_metric=seed_miou", "eval.every=1")) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in records if r["kind"] == "epoch"][-1]
+    best = read_checkpoint_metadata(run / engine_train.BEST)
+    assert best["metrics"]["select_metric"] == "seed_miou"
+    seeds = tmp_path / "seeds"
+    args = ["wsss", "seeds", "--checkpoint", str(run / FINAL), "--split", "val", "--output", str(seeds)]
+    assert main([*args, "--scales", "1", "--workers", "0", "--no-progress"]) == 0
+    ids = (tiny_voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    masks = [read_label_png(tiny_voc / "SegmentationClass" / f"{i}.png") for i in ids]
+    confusions = split_confusions(seeds / "val", ids, masks.__getitem__, 5, STANDARD_GRID)
+    threshold, miou = best_threshold(STANDARD_GRID, curve(confusions))
+    # the seeds files hold float16 maps: a pixel on a grid threshold may fall either side
+    assert logged["val_seed_miou"] == pytest.approx(miou, abs=0.2)
+    assert logged["val_seed_threshold"] == pytest.approx(threshold, abs=0.011)
+    assert 0 < logged["val_mAP"] <= 100
+
+
+def test_validation_by_seed_miou_needs_masks():
+    from bas.methods.multilabel_bas import seed_pairs
+
+    model = bas.build_model("resnet18_os16", 3, method="multilabel_cam").eval()
+    batch = {"image": torch.zeros(1, 3, 32, 32), "label": torch.ones(1, 3), "mask": None}
+    with pytest.raises(ConfigError, match="seed_miou needs masks"):
+        seed_pairs(model, batch["image"], batch)

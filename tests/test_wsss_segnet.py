@@ -278,3 +278,9 @@ def test_voc_recipe_has_the_usual_deeplab_settings():
     assert 29_000 <= 10_582 // cfg["data"]["batch_size"] * optim["epochs"] <= 31_000  # about 30k steps
     assert cfg["seg"]["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and cfg["seg"]["flip"] is True
     assert cfg["eval"]["select_metric"] == "miou" and cfg["seg"]["weights_backbone"] == "IMAGENET1K_V1"
+
+
+def test_cpu_recipe_evaluates_with_the_usual_scales_and_flip():
+    cfg = load_config(RECIPE)
+    assert cfg["seg"]["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and cfg["seg"]["flip"] is True
+    assert cfg["seg"]["val_scales"] == [1.0] and cfg["seg"]["val_flip"] is False

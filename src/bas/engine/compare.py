@@ -219,14 +219,13 @@ def train_and_evaluate(
     """
     from bas.checkpoints import load_checkpoint
     from bas.engine.evaluate import evaluate_split
-    from bas.engine.train import BEST, FINAL
     from bas.io import write_json
 
     run_dir = Path(cfg["train"]["output_dir"])
     reused, train_seconds, train_cpu_seconds = train_or_reuse(
         cfg, device=device, progress=progress, reuse=reuse
     )
-    path = run_dir / BEST if checkpoint == "best" and (run_dir / BEST).is_file() else run_dir / FINAL
+    path = evaluated_checkpoint(run_dir, checkpoint)
     start = time.perf_counter()
     model = load_checkpoint(path, map_location=device)
     report = evaluate_split(
@@ -251,6 +250,15 @@ def train_and_evaluate(
         reused,
         report,
     )
+
+
+def evaluated_checkpoint(run_dir: str | Path, checkpoint: str) -> Path:
+    """The model file of a finished run that ``checkpoint`` names: ``"best"``, the one best on val by
+    ``eval.select_metric`` (the final one when no validation saved it); ``"final"``, the last epoch's."""
+    from bas.engine.train import BEST, FINAL
+
+    run_dir = Path(run_dir)
+    return run_dir / BEST if checkpoint == "best" and (run_dir / BEST).is_file() else run_dir / FINAL
 
 
 def train_or_reuse(

@@ -227,8 +227,53 @@ def average_precision(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return (precision * hits).sum(0) / positives.where(positives > 0, torch.tensor(float("nan")))
 
 
+def seed_pairs(model: nn.Module, images: torch.Tensor, batch: dict[str, Any]) -> list[tuple]:
+    """Per image of a validation batch, ``(classes, maps, mask)`` for
+    :func:`bas.wsss.evaluate.threshold_confusions`: the model's class maps of the image and of its
+    mirror image (flipped back) summed, resized (bilinear) to the mask, the tagged classes only, each
+    divided by its maximum + 1e-5, as :class:`bas.wsss.seeds.SeedEngine` makes them at scale 1."""
+    from bas.errors import ConfigError
+    from bas.wsss.seeds import flip_summed_maps, normalise_maps
+
+    if batch.get("mask") is None:
+        raise ConfigError("eval.select_metric seed_miou needs masks on the validation split (it has none)")
+    masks = batch["mask"]
+    maps = flip_summed_maps(model.class_maps, images, True).float()
+    maps = F.interpolate(maps, masks.shape[-2:], mode="bilinear", align_corners=False)
+    out = []
+    for b, tagged in enumerate(batch["label"] > 0.5):
+        classes = tagged.nonzero()[:, 0]
+        out.append(
+            (
+                classes.numpy(),
+                normalise_maps(maps[b, classes.to(maps.device)]).cpu().numpy(),
+                masks[b].numpy(),
+            )
+        )
+    return out
+
+
+def seed_confusions(model: nn.Module, images: torch.Tensor, batch: dict[str, Any], num_labels: int) -> Any:
+    """The ``(T, K + 1, K + 1)`` confusion matrices of a validation batch's seeds (:func:`seed_pairs`)
+    at every threshold of the standard grid (0.01..0.99); summed over the batches, :func:`seed_miou`
+    scores them."""
+    from bas.wsss.evaluate import STANDARD_GRID, threshold_confusions
+
+    return threshold_confusions(seed_pairs(model, images, batch), num_labels, STANDARD_GRID)
+
+
+def seed_miou(confusions: Any) -> dict[str, float]:
+    """``seed_miou`` (percent) at the best background threshold of the standard grid, and that
+    ``seed_threshold``, from the summed :func:`seed_confusions`."""
+    from bas.wsss.evaluate import STANDARD_GRID, best_threshold, curve
+
+    threshold, miou = best_threshold(STANDARD_GRID, curve(confusions))
+    return {"seed_miou": miou, "seed_threshold": threshold}
+
+
 class MultiLabelMethod(Method):
-    """What the multi-label methods share: multi-hot labels, validation by multi-label mAP."""
+    """What the multi-label methods share: multi-hot labels, validation by multi-label mAP (and
+    optionally by the seeds' mIoU)."""
 
     label_type = "multi_hot"
     # the CAM model whose maps `bas wsss seeds` adds to this model's (null: none; voc/resnet50 sets it)
@@ -241,21 +286,29 @@ class MultiLabelMethod(Method):
         self, model: nn.Module, loader: Any, cfg: dict[str, Any], *, device: torch.device, progress: bool
     ) -> tuple[dict[str, Any], float]:
         """``mAP`` (percent, mean over the classes with a positive) of the logits on the held-out
-        split; the threshold stays ``eval.threshold`` (the seeds' background score)."""
+        split; with ``eval.select_metric: seed_miou`` also the seeds' mIoU there (:func:`seed_miou`);
+        the threshold stays ``eval.threshold`` (the seeds' background score)."""
         from bas.engine.evaluate import autocast_context
 
+        with_seeds = cfg["eval"]["select_metric"] == "seed_miou"
         was_training = model.training
         model.eval()
-        scores, tags = [], []
+        scores, tags, confusions = [], [], 0
         with torch.no_grad():
             for batch in loader:
+                images = batch["image"].to(device)
                 with autocast_context(device, cfg["train"]["amp"]):
-                    out = model(batch["image"].to(device))
+                    out = model(images)
+                    if with_seeds:
+                        num_labels = batch["label"].shape[1] + 1
+                        confusions = confusions + seed_confusions(model, images, batch, num_labels)
                 scores.append(out.logits.float().cpu())
                 tags.append(batch["label"].cpu() > 0.5)
         model.train(was_training)
         ap = average_precision(torch.cat(scores), torch.cat(tags))
         metrics = {"mAP": float(ap.nanmean()) * 100, "images": sum(len(t) for t in tags)}
+        if with_seeds:
+            metrics.update(seed_miou(confusions))
         return metrics, float(cfg["eval"]["threshold"])
 
     def infer_options(self, state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:

@@ -105,7 +105,6 @@ def run_demo(args: argparse.Namespace) -> int:
     """The command (see the module docstring)."""
     from bas.commands._common import resolve_device
     from bas.commands.wsss import run_evaluate, run_seeds
-    from bas.engine.train import FINAL
     from bas.io import write_json
 
     out = Path(args.output)
@@ -144,8 +143,8 @@ def run_demo(args: argparse.Namespace) -> int:
         folder = seed_root / key
         if retrained and folder.exists():  # seeds of an earlier model
             shutil.rmtree(folder)
-        checkpoint = Path(runs[model]["run_dir"]) / FINAL
-        fuse_path = Path(runs[fuse]["run_dir"]) / FINAL if fuse else None
+        checkpoint = compare.evaluated_checkpoint(runs[model]["run_dir"], bench.checkpoint)
+        fuse_path = compare.evaluated_checkpoint(runs[fuse]["run_dir"], bench.checkpoint) if fuse else None
         for split in (val, test):
             run_seeds(seeds_args(checkpoint, fuse_path, split, folder, bench.extra["seed_maps"], device))
         print(f"[{name}] ", end="")
@@ -164,7 +163,7 @@ def run_demo(args: argparse.Namespace) -> int:
         }
     if getattr(args, "full", False):
         for key in FULL_SOURCES:
-            checkpoint = Path(runs[SOURCES[key][1]]["run_dir"]) / FINAL
+            checkpoint = compare.evaluated_checkpoint(runs[SOURCES[key][1]]["run_dir"], bench.checkpoint)
             results[key].update(
                 full_chain(
                     bench,
